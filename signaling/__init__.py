@@ -1,0 +1,1 @@
+"""Signaling: the aiohttp application, its configuration, storage and command line."""

@@ -1,0 +1,154 @@
+"""The aiohttp application: routes, security headers and error handling, and `serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+
+from aiohttp import web
+
+from signaling.config import Config
+from signaling.credentials import load_or_create_session_secret
+from signaling.logs import LOGGER_NAME, log_event
+from signaling.storage import Storage, open_storage
+
+__all__ = ["CONFIG", "SESSION_SECRET", "STORAGE", "create_app", "listen_url", "serve"]
+
+CONFIG = web.AppKey("config", Config)
+STORAGE = web.AppKey("storage", Storage)
+SESSION_SECRET = web.AppKey("session_secret", str)
+
+logger = logging.getLogger(LOGGER_NAME)
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Permissions-Policy": "camera=(self), microphone=(self), display-capture=()",
+}
+
+# One year, the minimum for browsers' HSTS preload lists.
+HSTS = "max-age=31536000"
+
+
+def create_app(config: Config, storage: Storage, session_secret: str | None = None) -> web.Application:
+    """Build the application. `storage` stays owned by the caller (open and close it there)."""
+    headers = dict(SECURITY_HEADERS)
+    if config.server.tls:
+        headers["Strict-Transport-Security"] = HSTS
+    # The header middleware is outermost so that 500s from the error middleware get headers too.
+    app = web.Application(middlewares=[_security_headers_middleware(headers), _error_middleware])
+    app[CONFIG] = config
+    app[STORAGE] = storage
+    app[SESSION_SECRET] = session_secret or config.server.session_secret or ""
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers HTTP."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the database answers a trivial query."""
+    try:
+        await request.app[STORAGE].ping()
+    except Exception:
+        log_event(logger, "readiness_failed", logging.WARNING, exc_info=True)
+        return web.json_response({"status": "unavailable"}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+def _security_headers_middleware(headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    @web.middleware
+    async def security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            # 404s, redirects and other raised responses get the headers too.
+            exc.headers.update(headers)
+            raise
+        response.headers.update(headers)
+        return response
+
+    return security_headers
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        # Only the type is logged: exception messages can carry request data.
+        log_event(
+            logger,
+            "unhandled_error",
+            logging.ERROR,
+            method=request.method,
+            path=request.path,
+            error=type(exc).__name__,
+        )
+        return web.Response(status=500, text="500 Internal Server Error")
+
+
+def listen_url(config: Config, port: int | None = None) -> str:
+    scheme = "https" if config.server.tls else "http"
+    host = config.server.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port or config.server.port}"
+
+
+def _ssl_context(config: Config) -> ssl.SSLContext | None:
+    if not config.server.tls:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.server.tls_cert, config.server.tls_key)  # type: ignore[arg-type]
+    return context
+
+
+async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
+    """Run the server until SIGINT or SIGTERM."""
+    storage = await open_storage(config.storage)
+    try:
+        secret = config.server.session_secret or load_or_create_session_secret(
+            config.storage.data_dir
+        )
+        app = create_app(config, storage, session_secret=secret)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(
+                runner, config.server.host, config.server.port, ssl_context=_ssl_context(config)
+            )
+            await site.start()
+            url = listen_url(config)
+            print(f"Sprechzimmer is listening on {url}", flush=True)
+            log_event(logger, "server_started", url=url, public_url=config.server.public_url)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            log_event(logger, "server_stopping")
+        finally:
+            await runner.cleanup()
+    finally:
+        await storage.close()

@@ -1,0 +1,232 @@
+"""The storage interface and its models.
+
+Callers depend on `Storage` and these dataclasses only, so another backend (PostgreSQL) can be
+added without touching them. All times are timezone-aware UTC `datetime`s with second precision.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "AlreadyExists",
+    "ApiKey",
+    "Appointment",
+    "AppointmentState",
+    "NotFound",
+    "PurgeResult",
+    "SessionStatistic",
+    "Storage",
+    "StorageError",
+    "Therapist",
+]
+
+
+class StorageError(Exception):
+    """Base class for errors a caller may want to handle."""
+
+
+class AlreadyExists(StorageError):
+    pass
+
+
+class NotFound(StorageError):
+    pass
+
+
+class AppointmentState(StrEnum):
+    SCHEDULED = "scheduled"
+    WAITING = "waiting"
+    IN_CALL = "in_call"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Therapist:
+    id: int
+    username: str
+    password_hash: str
+    disabled: bool
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: int
+    name: str
+    key_hash: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class Appointment:
+    id: int
+    therapist_id: int
+    starts_at: dt.datetime
+    duration_minutes: int
+    opens_at: dt.datetime
+    valid_until: dt.datetime
+    note: str | None
+    invite_token_hash: str | None
+    client_display_name: str | None
+    client_binding_hash: str | None
+    terms_version: str | None
+    consent_at: dt.datetime | None
+    state: AppointmentState
+    both_present_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    purged_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+# Fields `update_appointment` may change; the rest are fixed at creation or owned by `purge`.
+APPOINTMENT_UPDATABLE_FIELDS = frozenset(
+    {
+        "starts_at",
+        "duration_minutes",
+        "opens_at",
+        "valid_until",
+        "note",
+        "invite_token_hash",
+        "client_display_name",
+        "client_binding_hash",
+        "terms_version",
+        "consent_at",
+        "state",
+        "both_present_at",
+        "ended_at",
+    }
+)
+
+
+@dataclass(frozen=True)
+class SessionStatistic:
+    id: int
+    therapist_id: int
+    session_date: dt.date
+    duration_seconds: int
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    appointments_purged: int
+    statistics_deleted: int
+
+
+class Storage(abc.ABC):
+    """Everything the service keeps. Methods never block the event loop."""
+
+    # lifecycle
+
+    @abc.abstractmethod
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied (empty when up to date)."""
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Run a trivial query; raise if the database cannot answer."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # therapists
+
+    @abc.abstractmethod
+    async def add_therapist(self, username: str, password_hash: str) -> Therapist:
+        """Raise `AlreadyExists` if the username is taken."""
+
+    @abc.abstractmethod
+    async def get_therapist(self, username: str) -> Therapist | None: ...
+
+    @abc.abstractmethod
+    async def get_therapist_by_id(self, therapist_id: int) -> Therapist | None: ...
+
+    @abc.abstractmethod
+    async def list_therapists(self) -> list[Therapist]: ...
+
+    @abc.abstractmethod
+    async def count_therapists(self) -> int: ...
+
+    @abc.abstractmethod
+    async def set_therapist_disabled(self, username: str, disabled: bool) -> None:
+        """Raise `NotFound` for an unknown username."""
+
+    @abc.abstractmethod
+    async def set_therapist_password(self, username: str, password_hash: str) -> None:
+        """Raise `NotFound` for an unknown username."""
+
+    # API keys
+
+    @abc.abstractmethod
+    async def add_api_key(self, name: str, key_hash: str) -> ApiKey:
+        """Raise `AlreadyExists` if an active key has this name."""
+
+    @abc.abstractmethod
+    async def list_api_keys(self) -> list[ApiKey]: ...
+
+    @abc.abstractmethod
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None: ...
+
+    @abc.abstractmethod
+    async def revoke_api_key(self, name: str) -> None:
+        """Revoke the active key called `name`; raise `NotFound` if there is none."""
+
+    # appointments
+
+    @abc.abstractmethod
+    async def create_appointment(
+        self,
+        therapist_id: int,
+        starts_at: dt.datetime,
+        duration_minutes: int,
+        opens_at: dt.datetime,
+        valid_until: dt.datetime,
+        note: str | None = None,
+        invite_token_hash: str | None = None,
+    ) -> Appointment:
+        """Raise `NotFound` for an unknown therapist."""
+
+    @abc.abstractmethod
+    async def get_appointment(self, appointment_id: int) -> Appointment | None: ...
+
+    @abc.abstractmethod
+    async def get_appointment_by_token_hash(self, token_hash: str) -> Appointment | None: ...
+
+    @abc.abstractmethod
+    async def list_appointments_for_therapist(self, therapist_id: int) -> list[Appointment]:
+        """All of the therapist's appointments, earliest start first."""
+
+    @abc.abstractmethod
+    async def update_appointment(self, appointment_id: int, **changes: object) -> Appointment:
+        """Set the given fields (see `APPOINTMENT_UPDATABLE_FIELDS`); raise `NotFound`."""
+
+    @abc.abstractmethod
+    async def cancel_appointment(self, appointment_id: int) -> Appointment:
+        """Set state to cancelled and drop the invite token so the link stops working."""
+
+    # statistics and purge
+
+    @abc.abstractmethod
+    async def record_session_statistic(
+        self, therapist_id: int, session_date: dt.date, duration_seconds: int
+    ) -> SessionStatistic: ...
+
+    @abc.abstractmethod
+    async def list_session_statistics(self, therapist_id: int) -> list[SessionStatistic]: ...
+
+    @abc.abstractmethod
+    async def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
+        """Clear personal data of appointments whose `valid_until` < `now` and delete statistics
+        whose date is more than `retention_days` before `now`'s date."""
