@@ -1,0 +1,311 @@
+"""SQLite storage on real files: migrations, accounts, keys, appointments and the purge."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+
+import pytest
+
+from signaling.storage import AlreadyExists, AppointmentState, NotFound
+from signaling.storage.sqlite import SqliteStorage
+
+UTC = dt.UTC
+START = dt.datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+
+
+def tables(path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+async def make_appointment(storage, therapist_id, starts_at=START, **kwargs):
+    return await storage.create_appointment(
+        therapist_id=therapist_id,
+        starts_at=starts_at,
+        duration_minutes=50,
+        opens_at=starts_at - dt.timedelta(minutes=15),
+        valid_until=starts_at + dt.timedelta(minutes=120),
+        **kwargs,
+    )
+
+
+@pytest.fixture
+async def therapist(storage):
+    return await storage.add_therapist("alice", "hash-a")
+
+
+# migrations
+
+
+async def test_migrations_create_all_tables_in_an_empty_database(tmp_path):
+    path = tmp_path / "new" / "db.sqlite3"
+    storage = await SqliteStorage.open(path)
+    await storage.close()
+    assert tables(path) >= {
+        "schema_migrations",
+        "therapists",
+        "api_keys",
+        "appointments",
+        "session_statistics",
+    }
+
+
+async def test_migrations_record_their_version(storage):
+    assert await storage.schema_version() == 1
+
+
+async def test_rerunning_migrations_applies_nothing(storage):
+    assert await storage.migrate() == []
+    assert await storage.schema_version() == 1
+
+
+async def test_reopening_an_existing_database_keeps_its_data(tmp_path):
+    path = tmp_path / "db.sqlite3"
+    first = await SqliteStorage.open(path)
+    await first.add_therapist("alice", "h")
+    await first.close()
+    second = await SqliteStorage.open(path)
+    assert (await second.get_therapist("alice")).password_hash == "h"
+    await second.close()
+
+
+async def test_database_uses_wal_and_foreign_keys(storage):
+    def pragmas():
+        db = storage._db
+        return (
+            db.execute("PRAGMA journal_mode").fetchone()[0],
+            db.execute("PRAGMA foreign_keys").fetchone()[0],
+        )
+
+    assert await storage._run(pragmas) == ("wal", 1)
+
+
+async def test_database_file_is_private_to_its_owner(storage):
+    assert storage.path.stat().st_mode & 0o077 == 0
+
+
+async def test_queries_run_off_the_event_loop_thread(storage):
+    worker = await storage._run(threading.get_ident)
+    assert worker != threading.get_ident()
+
+
+async def test_ping_fails_after_close(tmp_path):
+    storage = await SqliteStorage.open(tmp_path / "db.sqlite3")
+    await storage.ping()
+    await storage.close()
+    with pytest.raises(RuntimeError):
+        await storage.ping()
+
+
+# therapists
+
+
+async def test_added_therapist_can_be_read_back(storage, therapist):
+    found = await storage.get_therapist("alice")
+    assert found == therapist
+    assert found.disabled is False
+    assert await storage.get_therapist_by_id(therapist.id) == therapist
+
+
+async def test_duplicate_username_is_rejected(storage, therapist):
+    with pytest.raises(AlreadyExists):
+        await storage.add_therapist("alice", "other")
+
+
+async def test_therapists_are_listed_by_username(storage):
+    await storage.add_therapist("zoe", "h")
+    await storage.add_therapist("bob", "h")
+    assert [t.username for t in await storage.list_therapists()] == ["bob", "zoe"]
+    assert await storage.count_therapists() == 2
+
+
+async def test_therapist_can_be_disabled_and_enabled(storage, therapist):
+    await storage.set_therapist_disabled("alice", True)
+    assert (await storage.get_therapist("alice")).disabled is True
+    await storage.set_therapist_disabled("alice", False)
+    assert (await storage.get_therapist("alice")).disabled is False
+
+
+async def test_disabling_unknown_therapist_raises_not_found(storage):
+    with pytest.raises(NotFound):
+        await storage.set_therapist_disabled("nobody", True)
+
+
+async def test_password_hash_can_be_replaced(storage, therapist):
+    await storage.set_therapist_password("alice", "new-hash")
+    assert (await storage.get_therapist("alice")).password_hash == "new-hash"
+
+
+# API keys
+
+
+async def test_api_key_is_found_by_its_hash(storage):
+    key = await storage.add_api_key("practice", "abc123")
+    assert await storage.get_api_key_by_hash("abc123") == key
+    assert key.active
+
+
+async def test_revoked_api_key_is_inactive(storage):
+    await storage.add_api_key("practice", "abc123")
+    await storage.revoke_api_key("practice")
+    assert not (await storage.get_api_key_by_hash("abc123")).active
+
+
+async def test_two_active_keys_cannot_share_a_name(storage):
+    await storage.add_api_key("practice", "h1")
+    with pytest.raises(AlreadyExists):
+        await storage.add_api_key("practice", "h2")
+
+
+async def test_name_of_revoked_key_can_be_reused(storage):
+    await storage.add_api_key("practice", "h1")
+    await storage.revoke_api_key("practice")
+    await storage.add_api_key("practice", "h2")
+    assert [k.active for k in await storage.list_api_keys()] == [False, True]
+
+
+async def test_revoking_unknown_key_raises_not_found(storage):
+    with pytest.raises(NotFound):
+        await storage.revoke_api_key("nothing")
+
+
+# appointments
+
+
+async def test_created_appointment_is_scheduled_and_found_by_id(storage, therapist):
+    appointment = await make_appointment(storage, therapist.id, note="n", invite_token_hash="t")
+    assert appointment.state is AppointmentState.SCHEDULED
+    assert appointment.starts_at == START
+    assert appointment.opens_at == START - dt.timedelta(minutes=15)
+    assert await storage.get_appointment(appointment.id) == appointment
+
+
+async def test_appointment_is_found_by_invite_token_hash(storage, therapist):
+    appointment = await make_appointment(storage, therapist.id, invite_token_hash="t1")
+    assert await storage.get_appointment_by_token_hash("t1") == appointment
+    assert await storage.get_appointment_by_token_hash("t2") is None
+
+
+async def test_appointment_for_unknown_therapist_is_rejected(storage):
+    with pytest.raises(NotFound):
+        await make_appointment(storage, therapist_id=999)
+
+
+async def test_appointments_are_listed_per_therapist_by_start(storage, therapist):
+    other = await storage.add_therapist("bob", "h")
+    late = await make_appointment(storage, therapist.id, START + dt.timedelta(days=1))
+    early = await make_appointment(storage, therapist.id, START)
+    await make_appointment(storage, other.id)
+    listed = await storage.list_appointments_for_therapist(therapist.id)
+    assert [a.id for a in listed] == [early.id, late.id]
+
+
+async def test_update_changes_only_the_given_fields(storage, therapist):
+    appointment = await make_appointment(storage, therapist.id, note="keep")
+    consent = START - dt.timedelta(minutes=3)
+    updated = await storage.update_appointment(
+        appointment.id,
+        state=AppointmentState.WAITING,
+        client_display_name="K.",
+        consent_at=consent,
+        terms_version="2025-01",
+    )
+    assert updated.state is AppointmentState.WAITING
+    assert updated.consent_at == consent
+    assert updated.note == "keep"
+    assert await storage.get_appointment(appointment.id) == updated
+
+
+async def test_update_rejects_fields_that_are_not_updatable(storage, therapist):
+    appointment = await make_appointment(storage, therapist.id)
+    with pytest.raises(TypeError):
+        await storage.update_appointment(appointment.id, purged_at=START)
+
+
+async def test_update_of_unknown_appointment_raises_not_found(storage):
+    with pytest.raises(NotFound):
+        await storage.update_appointment(42, note="x")
+
+
+async def test_cancel_sets_state_and_invalidates_the_invite(storage, therapist):
+    appointment = await make_appointment(storage, therapist.id, invite_token_hash="t")
+    cancelled = await storage.cancel_appointment(appointment.id)
+    assert cancelled.state is AppointmentState.CANCELLED
+    assert await storage.get_appointment_by_token_hash("t") is None
+
+
+async def test_naive_datetimes_are_refused(storage, therapist):
+    with pytest.raises(ValueError):
+        await make_appointment(storage, therapist.id, starts_at=dt.datetime(2025, 1, 1, 9, 0))
+
+
+# purge
+
+
+async def test_purge_keeps_only_times_and_state_of_expired_appointments(storage, therapist):
+    appointment = await make_appointment(storage, therapist.id, note="n", invite_token_hash="t")
+    await storage.update_appointment(
+        appointment.id,
+        client_display_name="K.",
+        client_binding_hash="b",
+        terms_version="v1",
+        consent_at=START,
+        state=AppointmentState.ENDED,
+    )
+    now = appointment.valid_until + dt.timedelta(seconds=1)
+    result = await storage.purge(now, retention_days=90)
+    purged = await storage.get_appointment(appointment.id)
+    assert result.appointments_purged == 1
+    assert (
+        purged.note,
+        purged.client_display_name,
+        purged.client_binding_hash,
+        purged.terms_version,
+        purged.consent_at,
+        purged.invite_token_hash,
+    ) == (None, None, None, None, None, None)
+    assert purged.purged_at == now
+    assert (purged.starts_at, purged.duration_minutes, purged.state) == (
+        START,
+        50,
+        AppointmentState.ENDED,
+    )
+
+
+async def test_purge_leaves_appointments_that_are_still_valid(storage, therapist):
+    appointment = await make_appointment(storage, therapist.id, note="n")
+    result = await storage.purge(appointment.valid_until, retention_days=90)
+    assert result.appointments_purged == 0
+    assert (await storage.get_appointment(appointment.id)).note == "n"
+
+
+async def test_purge_does_not_touch_already_purged_appointments(storage, therapist):
+    appointment = await make_appointment(storage, therapist.id)
+    first = appointment.valid_until + dt.timedelta(minutes=1)
+    await storage.purge(first, retention_days=90)
+    result = await storage.purge(first + dt.timedelta(days=1), retention_days=90)
+    assert result.appointments_purged == 0
+    assert (await storage.get_appointment(appointment.id)).purged_at == first
+
+
+async def test_purge_deletes_statistics_older_than_retention(storage, therapist):
+    today = dt.date(2025, 6, 30)
+    await storage.record_session_statistic(therapist.id, today - dt.timedelta(days=91), 3000)
+    kept_old = await storage.record_session_statistic(
+        therapist.id, today - dt.timedelta(days=90), 2900
+    )
+    kept_new = await storage.record_session_statistic(therapist.id, today, 2800)
+    now = dt.datetime.combine(today, dt.time(12, 0), tzinfo=UTC)
+    result = await storage.purge(now, retention_days=90)
+    assert result.statistics_deleted == 1
+    assert await storage.list_session_statistics(therapist.id) == [kept_old, kept_new]
+
+
+async def test_session_statistic_holds_only_date_and_length(storage, therapist):
+    stat = await storage.record_session_statistic(therapist.id, dt.date(2025, 1, 2), 3000)
+    with sqlite3.connect(storage.path) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(session_statistics)")]
+    assert columns == ["id", "therapist_id", "session_date", "duration_seconds"]
+    assert stat.session_date == dt.date(2025, 1, 2)
