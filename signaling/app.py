@@ -39,7 +39,9 @@ SECURITY_HEADERS = {
 HSTS = "max-age=31536000"
 
 
-def create_app(config: Config, storage: Storage, session_secret: str | None = None) -> web.Application:
+def create_app(
+    config: Config, storage: Storage, session_secret: str | None = None
+) -> web.Application:
     """Build the application. `storage` stays owned by the caller (open and close it there)."""
     headers = dict(SECURITY_HEADERS)
     if config.server.tls:

@@ -133,7 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = command(apikey_commands, name, help_text, run)
         sub.add_argument("name", metavar="NAME", help="key name: a-z 0-9 . _ -, 2 to 64 long")
-    command(apikey_commands, "list", "List API keys (names and dates, never the keys).", _apikey_list)
+    command(
+        apikey_commands, "list", "List API keys (names and dates, never the keys).", _apikey_list
+    )
     return parser
 
 

@@ -266,7 +266,8 @@ class MediaConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     # Resolved to an absolute path against the working directory at load time.
-    sqlite_path: Path = _setting(Path("data/sprechzimmer.sqlite3"), _non_empty_str)
+    # (RUF009 cannot see that _setting returns a dataclass field; Path is immutable anyway.)
+    sqlite_path: Path = _setting(Path("data/sprechzimmer.sqlite3"), _non_empty_str)  # noqa: RUF009
 
     @property
     def data_dir(self) -> Path:
@@ -382,9 +383,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     return config
 
 
-def _load_section(
-    name: str, section: str, cls: type, raw: Any, env: Mapping[str, str]
-) -> Any:
+def _load_section(name: str, section: str, cls: type, raw: Any, env: Mapping[str, str]) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

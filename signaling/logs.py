@@ -107,7 +107,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def _kv_value(value: Any) -> str:
-    text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    if value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value)
     if text == "" or any(c in text for c in ' "=\\\n\r\t'):
         return json.dumps(text, ensure_ascii=False)
     return text

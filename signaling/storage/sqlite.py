@@ -396,7 +396,9 @@ class SqliteStorage(Storage):
         return await self._run(list_all)
 
     async def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
-        cutoff_date = (now.astimezone(dt.UTC).date() - dt.timedelta(days=retention_days)).isoformat()
+        cutoff_date = (
+            now.astimezone(dt.UTC).date() - dt.timedelta(days=retention_days)
+        ).isoformat()
         cleared = ", ".join(f"{column} = NULL" for column in _PURGED_FIELDS)
 
         def purge() -> PurgeResult:

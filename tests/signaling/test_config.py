@@ -235,7 +235,9 @@ def test_check_config_prints_one_line_and_exits_2(run_cli, write_config, yaml_te
 def test_check_config_on_missing_file_exits_2(run_cli, tmp_path):
     result = run_cli("check-config", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
-    assert result.stderr == f"{tmp_path / 'nope.yaml'}: cannot read file: No such file or directory\n"
+    assert (
+        result.stderr == f"{tmp_path / 'nope.yaml'}: cannot read file: No such file or directory\n"
+    )
 
 
 def test_check_config_accepts_the_default_file(run_cli):

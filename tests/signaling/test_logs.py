@@ -46,7 +46,9 @@ def test_kv_line_has_timestamp_level_event_and_fields():
     logger, stream = capture("kv")
     log_event(logger, "server_started", url="http://127.0.0.1:8080", rooms=0)
     line = stream.getvalue().strip()
-    assert line.split(" ", 1)[1] == "level=info event=server_started url=http://127.0.0.1:8080 rooms=0"
+    assert (
+        line.split(" ", 1)[1] == "level=info event=server_started url=http://127.0.0.1:8080 rooms=0"
+    )
     assert line.startswith("ts=") and line.split(" ", 1)[0].endswith("Z")
 
 
