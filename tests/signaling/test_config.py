@@ -251,3 +251,13 @@ def test_any_command_with_bad_config_exits_2_without_starting(run_cli, write_con
     result = run_cli("serve", "--config", str(path))
     assert result.returncode == 2
     assert result.stderr == f"{path}: server.port: must be between 1 and 65535, got 0\n"
+
+
+def test_configuration_docs_describe_every_key():
+    docs = (REPO_ROOT / "docs" / "configuration.md").read_text()
+    for section, cls in SECTIONS.items():
+        assert f"## `{section}`" in docs
+        for spec in dataclasses.fields(cls):
+            assert f"| `{spec.name}` |" in docs, f"{section}.{spec.name}"
+            if spec.metadata["env"]:
+                assert spec.metadata["env"] in docs
