@@ -1,0 +1,402 @@
+"""Every use of aiortc's and aioice's private API, in one place.
+
+aiortc's public API always decodes what it receives and encodes what it sends. The relay uses
+aiortc only for what it does well -- SDP offer/answer, ICE and the DTLS handshake -- and takes
+over below that:
+
+- ``prepare_peer_connection`` replaces aioice's candidate gathering (no port range, no address
+  choice, no 1:1 NAT address, loopback always dropped in aioice) with ours.
+- ``tune_negotiation`` narrows codecs to Opus + VP8 (with RTX) and negotiates the header
+  extensions and RTCP feedback the relay forwards, per transceiver, before the answer is made.
+- ``intercept_media_engines`` stops aiortc's RTP sender and receiver from ever starting, so no
+  encoder, decoder, jitter buffer or RTCP loop exists; it hands us the negotiated parameters at
+  the moment DTLS is up instead.
+- ``Wire`` reads the selected ICE pair's UDP socket directly (draining it per wake-up) and hands
+  STUN and DTLS back to aioice/aiortc untouched.
+
+``check_internals`` names every private attribute relied on; a test calls it so an aiortc or
+aioice upgrade that moves them fails loudly instead of silently breaking the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aioice.ice
+import pylibsrtp
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcicetransport import RTCIceGatherer
+from aiortc.rtcrtpparameters import (
+    RTCRtcpFeedback,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpReceiveParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+
+from .header_extensions import MID_URI
+
+logger = logging.getLogger(__name__)
+
+# Header extensions the relay forwards. Others (e.g. playout-delay, video-timing) are left out of
+# the answer so browsers do not send them. video-orientation matters: phones signal rotation
+# with it instead of rotating pixels.
+FORWARDED_EXTENSIONS = {
+    "audio": (
+        MID_URI,
+        "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+        "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+        "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+    ),
+    "video": (
+        MID_URI,
+        "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+        "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+        "urn:ietf:params:rtp-hdrext:toffset",
+        "urn:3gpp:video-orientation",
+    ),
+}
+# RTCP feedback the relay can serve or pass through, as (type, parameter).
+FORWARDED_FEEDBACK = {
+    ("nack", None),
+    ("nack", "pli"),
+    ("ccm", "fir"),
+    ("goog-remb", None),
+    ("transport-cc", None),
+}
+# Opus in-band FEC lets the receiver conceal a lost packet from the next one; minptime as browsers.
+OPUS_ANSWER_PARAMETERS = {"minptime": 10, "useinbandfec": 1}
+PREFERRED_CODEC = {"audio": "audio/opus", "video": "video/VP8"}
+
+UDP_BUFFER_BYTES = 1 << 20  # absorb a burst of a few hundred packets while the loop is busy
+MAX_DATAGRAMS_PER_WAKEUP = 64  # bound the time one socket holds the event loop
+
+
+def check_internals() -> list[str]:
+    """Names of the private aiortc/aioice internals this module relies on that are missing."""
+    sources = {
+        "RTCDtlsTransport": inspect.getsource(RTCDtlsTransport),
+        "RTCRtpTransceiver": inspect.getsource(RTCRtpTransceiver),
+        "RTCRtpSender": inspect.getsource(RTCRtpSender),
+        "Connection": inspect.getsource(aioice.ice.Connection),
+        "RTCIceGatherer": inspect.getsource(RTCIceGatherer),
+    }
+    needed = {
+        "RTCDtlsTransport": ("self._rx_srtp", "self._tx_srtp", "self._transport"),
+        "RTCRtpTransceiver": ("self._codecs", "self._headerExtensions"),
+        "RTCRtpSender": ("self._ssrc", "self._rtx_ssrc", "self._stream_id"),
+        "Connection": ("self._nominated", "self._protocols", "def get_component_candidates"),
+        "RTCIceGatherer": ("self._connection",),
+    }
+    missing = [
+        f"{owner}: {name}"
+        for owner, names in needed.items()
+        for name in names
+        if name not in sources[owner]
+    ]
+    for owner, name in (
+        (aioice.ice, "StunProtocol"),
+        (aioice.ice, "server_reflexive_candidate"),
+        (asyncio.SelectorEventLoop, "_add_reader"),
+        (asyncio.SelectorEventLoop, "_remove_reader"),
+    ):
+        if not hasattr(owner, name):
+            missing.append(f"{owner.__name__}.{name}")
+    return missing
+
+
+# --- ICE candidate gathering ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GatherPolicy:
+    """Where a leg's ICE candidates come from (the relay side of the connection)."""
+
+    addresses: tuple[str, ...]  # IPs to bind; resolved by the caller
+    bind_port: Callable[[str], socket.socket]  # binds a UDP socket on the address in our range
+    advertised_ip: str | None = None  # 1:1 NAT: announce this instead of the private address
+    stun_server: tuple[str, int] | None = None
+
+
+def make_peer_connection(ice_servers: list[dict]) -> RTCPeerConnection:
+    """A peer connection with exactly the configured ICE servers (aiortc defaults to Google's)."""
+    servers = [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in ice_servers
+    ]
+    return RTCPeerConnection(RTCConfiguration(iceServers=servers))
+
+
+def prepare_peer_connection(pc: RTCPeerConnection, policy: GatherPolicy) -> None:
+    """Make every ICE gatherer of ``pc`` gather with ``policy``. Call after adding transceivers."""
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport.iceGatherer._connection
+        connection.get_component_candidates = _gatherer(connection, policy)
+
+
+def _gatherer(
+    connection: aioice.ice.Connection, policy: GatherPolicy
+) -> Callable[..., Awaitable[list[Candidate]]]:
+    async def get_component_candidates(
+        component: int, addresses: list[str], timeout: int = 5
+    ) -> list[Candidate]:
+        loop = asyncio.get_running_loop()
+        candidates: list[Candidate] = []
+        protocols = []
+        for address in policy.addresses:
+            try:
+                sock = policy.bind_port(address)
+            except OSError as exc:
+                logger.warning(
+                    "event=ice_bind_failed address_family=%s error=%s", len(address), exc
+                )
+                continue
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UDP_BUFFER_BYTES)
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda: aioice.ice.StunProtocol(connection), sock=sock
+            )
+            host, port = sock.getsockname()[:2]
+            announced = policy.advertised_ip or host
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", announced),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=announced,
+                port=port,
+                type="host",
+            )
+            protocol.relay_socket = sock  # the real socket; asyncio only hands out a wrapper
+            candidates.append(protocol.local_candidate)
+            protocols.append(protocol)
+        connection._protocols += protocols
+        if policy.stun_server and protocols:
+            tasks = [
+                asyncio.create_task(aioice.ice.server_reflexive_candidate(p, policy.stun_server))
+                for p in protocols
+                if ":" not in p.local_candidate.host
+            ]
+            if tasks:
+                done, pending = await asyncio.wait(tasks, timeout=timeout)
+                for task in pending:
+                    task.cancel()
+                for task in done:
+                    if task.exception() is None:
+                        candidates.append(task.result()[0])
+        return candidates
+
+    return get_component_candidates
+
+
+# --- negotiation ----------------------------------------------------------------------------
+
+
+def _feedback_allowed(fb: RTCRtcpFeedback) -> bool:
+    return (fb.type, fb.parameter) in FORWARDED_FEEDBACK
+
+
+def tune_negotiation(transceiver: RTCRtpTransceiver, offered: RTCRtpCodecParameters | None) -> None:
+    """Narrow what aiortc is about to answer for one transceiver (call after setRemoteDescription).
+
+    ``offered`` is the browser's own codec entry for the preferred codec, whose feedback list we
+    intersect with what the relay can forward.
+    """
+    kind = transceiver.kind
+    preferred = PREFERRED_CODEC[kind]
+    codecs: list[RTCRtpCodecParameters] = transceiver._codecs
+    main = next((c for c in codecs if c.mimeType.lower() == preferred.lower()), None)
+    if main is None:
+        raise ValueError(f"the offer has no {preferred} for {kind}")
+    chosen = [main]
+    rtx = next(
+        (
+            c
+            for c in codecs
+            if c.mimeType.lower() == f"{kind}/rtx" and c.parameters.get("apt") == main.payloadType
+        ),
+        None,
+    )
+    if rtx is not None:
+        chosen.append(rtx)
+    if offered is not None:
+        main.rtcpFeedback = [fb for fb in offered.rtcpFeedback if _feedback_allowed(fb)]
+    if kind == "audio":
+        main.parameters = dict(OPUS_ANSWER_PARAMETERS)
+    transceiver._codecs = chosen
+
+
+def tune_header_extensions(
+    transceiver: RTCRtpTransceiver, offered: list[RTCRtpHeaderExtensionParameters]
+) -> None:
+    wanted = FORWARDED_EXTENSIONS[transceiver.kind]
+    transceiver._headerExtensions = [e for e in offered if e.uri in wanted]
+
+
+def align_stream_ids(pc: RTCPeerConnection, stream_id: str) -> None:
+    """One msid stream for audio and video, so the browser lip-syncs them."""
+    for transceiver in pc.getTransceivers():
+        transceiver.sender._stream_id = stream_id
+
+
+@dataclass
+class NegotiatedMedia:
+    """What one transceiver of a leg ended up with, once DTLS is up."""
+
+    kind: str
+    mid: str | None
+    send: RTCRtpSendParameters | None = None
+    receive: RTCRtpReceiveParameters | None = None
+    local_ssrc: int = 0
+    local_rtx_ssrc: int = 0
+
+
+def intercept_media_engines(
+    transceiver: RTCRtpTransceiver,
+    on_ready: Callable[[NegotiatedMedia], None],
+) -> NegotiatedMedia:
+    """Keep aiortc from encoding, decoding or running RTCP for this transceiver.
+
+    aiortc calls ``sender.send`` and ``receiver.receive`` once DTLS is connected; we record their
+    parameters and call ``on_ready`` instead of starting any of aiortc's media machinery.
+    """
+    media = NegotiatedMedia(
+        kind=transceiver.kind,
+        mid=transceiver.mid,
+        local_ssrc=transceiver.sender._ssrc,
+        local_rtx_ssrc=transceiver.sender._rtx_ssrc,
+    )
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        media.send = parameters
+        media.mid = parameters.muxId
+        if media.receive is not None or transceiver.currentDirection == "sendonly":
+            on_ready(media)
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        media.receive = parameters
+        media.mid = parameters.muxId or media.mid
+        on_ready(media)
+
+    transceiver.sender.send = send  # type: ignore[method-assign]
+    transceiver.receiver.receive = receive  # type: ignore[method-assign]
+    return media
+
+
+# --- the wire: the selected pair's socket and SRTP contexts ---------------------------------
+
+
+@dataclass
+class Wire:
+    """The leg's selected UDP path with its SRTP contexts; sends are synchronous and never block."""
+
+    rx_srtp: pylibsrtp.Session
+    tx_srtp: pylibsrtp.Session
+    sock: socket.socket
+    remote_addr: tuple[str, int]
+    candidate_type: str
+    dropped_sends: int = 0
+    _closed: bool = field(default=False, repr=False)
+
+    def send_rtp(self, packet: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            self.sock.sendto(self.tx_srtp.protect(packet), self.remote_addr)
+        except (BlockingIOError, InterruptedError):
+            self.dropped_sends += 1  # kernel buffer full: UDP semantics, drop
+        except (OSError, pylibsrtp.Error, ValueError):
+            self.dropped_sends += 1
+
+    def send_rtcp(self, packet: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            self.sock.sendto(self.tx_srtp.protect_rtcp(packet), self.remote_addr)
+        except (OSError, pylibsrtp.Error, ValueError):
+            self.dropped_sends += 1
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def take_over_wire(
+    pc: RTCPeerConnection,
+    on_rtp: Callable[[bytes], None],
+    on_rtcp: Callable[[bytes], None],
+    on_error: Callable[[BaseException], None],
+) -> Wire | None:
+    """Read the selected pair's socket directly; None if the path is not a plain UDP socket."""
+    transceivers = pc.getTransceivers()
+    if not transceivers:
+        return None
+    dtls: RTCDtlsTransport = transceivers[0].receiver.transport
+    connection = dtls.transport._connection
+    pair = connection._nominated.get(1)
+    if pair is None or dtls._rx_srtp is None:
+        return None
+    protocol = pair.protocol
+    sock = getattr(protocol, "relay_socket", None)
+    if not isinstance(protocol, aioice.ice.StunProtocol) or sock is None:
+        return None  # not a socket our gatherer bound (e.g. a TURN allocation); not supported
+    wire = Wire(
+        rx_srtp=dtls._rx_srtp,
+        tx_srtp=dtls._tx_srtp,
+        sock=sock,
+        remote_addr=pair.remote_addr,
+        candidate_type=pair.remote_candidate.type,
+    )
+    _install_reader(sock, protocol, wire, on_rtp, on_rtcp, on_error)
+    return wire
+
+
+def _install_reader(
+    sock: socket.socket,
+    protocol: aioice.ice.StunProtocol,
+    wire: Wire,
+    on_rtp: Callable[[bytes], None],
+    on_rtcp: Callable[[bytes], None],
+    on_error: Callable[[BaseException], None],
+) -> None:
+    loop = asyncio.get_running_loop()
+    fd = sock.fileno()
+    recvfrom = sock.recvfrom
+    unprotect = wire.rx_srtp.unprotect
+    unprotect_rtcp = wire.rx_srtp.unprotect_rtcp
+    hand_back = protocol.datagram_received
+
+    def drain() -> None:
+        # One wake-up reads everything queued (bounded), instead of asyncio's one datagram per
+        # selector round; SRTP is handled here, STUN and DTLS go back to aioice/aiortc.
+        for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
+            try:
+                data, addr = recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                protocol.error_received(exc)
+                return
+            if len(data) > 1 and 127 < data[0] < 192:
+                try:
+                    if 192 <= data[1] <= 223:
+                        on_rtcp(unprotect_rtcp(data))
+                    else:
+                        on_rtp(unprotect(data))
+                except pylibsrtp.Error:
+                    pass  # replayed or forged: libsrtp authenticates every packet
+                except Exception as exc:  # a bug must not kill the socket reader
+                    on_error(exc)
+            else:
+                hand_back(data, addr)
+
+    loop._remove_reader(fd)
+    loop._add_reader(fd, drain)

@@ -1,0 +1,186 @@
+"""One browser's peer connection to the relay: offer in, answer out, then raw RTP both ways."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
+
+from . import aiortc_glue
+from .aiortc_glue import GatherPolicy, NegotiatedMedia, Wire
+from .errors import InvalidOffer
+from .forwarder import Endpoint
+from .media_params import KindParams, kind_params
+
+logger = logging.getLogger(__name__)
+
+MAX_OFFER_BYTES = 32 * 1024
+MAX_CANDIDATE_BYTES = 1024
+
+
+class Leg:
+    """A browser's connection, from offer to close. States: new, connecting, connected, failed,
+    closed; ``on_state`` hears every change and ``on_media`` gets the decrypted traffic."""
+
+    def __init__(
+        self,
+        gather: GatherPolicy,
+        on_state: Callable[[Leg, str], None],
+        on_rtp: Callable[[bytes], None],
+        on_rtcp: Callable[[bytes], None],
+    ) -> None:
+        self.state = "new"
+        self.endpoint: Endpoint | None = None
+        self.wire: Wire | None = None
+        self.errors = 0
+        self._gather = gather
+        self._on_state = on_state
+        self._on_rtp = on_rtp
+        self._on_rtcp = on_rtcp
+        self._pc: RTCPeerConnection | None = None
+        self._media: list[NegotiatedMedia] = []
+        self._pending: set[str] = set()
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Accept the browser's offer and return the relay's answer (candidates included)."""
+        description = parse_offer(offer_sdp)
+        pc = aiortc_glue.make_peer_connection([])
+        self._pc = pc
+        kinds = [m.kind for m in description.media if m.kind in ("audio", "video")]
+        for kind in kinds:
+            pc.addTransceiver(kind, direction="sendrecv")
+        aiortc_glue.prepare_peer_connection(pc, self._gather)
+        aiortc_glue.align_stream_ids(pc, str(uuid.uuid4()))
+        for transceiver in pc.getTransceivers():
+            self._media.append(aiortc_glue.intercept_media_engines(transceiver, self._media_ready))
+        pc.on("connectionstatechange", self._connection_state_changed)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            for transceiver in pc.getTransceivers():
+                offered = next(m for m in description.media if m.rtp.muxId == transceiver.mid)
+                preferred = aiortc_glue.PREFERRED_CODEC[transceiver.kind].lower()
+                codec = next(
+                    (c for c in offered.rtp.codecs if c.mimeType.lower() == preferred), None
+                )
+                aiortc_glue.tune_negotiation(transceiver, codec)
+                aiortc_glue.tune_header_extensions(transceiver, offered.rtp.headerExtensions)
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except InvalidOffer:
+            await self.close()
+            raise
+        except Exception as exc:  # aiortc raises assorted errors on offers it cannot use
+            await self.close()
+            raise InvalidOffer(f"offer rejected: {exc}") from None
+        self._pending = {m.kind for m in self._media}
+        self._set_state("connecting")
+        return pc.localDescription.sdp
+
+    async def add_candidate(
+        self, candidate: str | None, sdp_mid: str | None = None, sdp_mline_index: int | None = None
+    ) -> None:
+        """A trickled candidate line from the browser (``None`` or empty: end of candidates)."""
+        if self._pc is None or self.state in ("closed", "failed"):
+            return
+        if not candidate:
+            await self._pc.addIceCandidate(None)
+            return
+        if len(candidate) > MAX_CANDIDATE_BYTES:
+            raise InvalidOffer("candidate too long")
+        line = candidate[len("candidate:") :] if candidate.startswith("candidate:") else candidate
+        try:
+            parsed = aiortc_sdp.candidate_from_sdp(line)
+        except (AssertionError, ValueError, IndexError) as exc:
+            raise InvalidOffer(f"malformed candidate: {exc}") from None
+        if parsed.protocol.lower() != "udp":
+            return  # the relay listens on UDP only; ICE-TCP candidates cannot pair
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index if sdp_mid is None else None
+        if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
+            parsed.sdpMLineIndex = 0
+        await self._pc.addIceCandidate(parsed)
+
+    async def close(self) -> None:
+        if self.wire is not None:
+            self.wire.close()
+        pc, self._pc = self._pc, None
+        if pc is not None:
+            await pc.close()
+        self._set_state("closed")
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _media_ready(self, media: NegotiatedMedia) -> None:
+        self._pending.discard(media.kind)
+        if self._pending or self.state != "connecting" or self._pc is None:
+            return
+        params: dict[str, KindParams] = {}
+        for m in self._media:
+            p = kind_params(m)
+            if p is not None:
+                params[p.kind] = p
+        wire = aiortc_glue.take_over_wire(self._pc, self._on_rtp, self._on_rtcp, self._on_error)
+        if wire is None:
+            logger.warning("event=leg_failed reason=unsupported_path")
+            self._set_state("failed")
+            return
+        self.wire = wire
+        self.endpoint = Endpoint(params=params, wire=wire)
+        self._set_state("connected")
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.errors += 1
+        if self.errors <= 3:  # a bug, not an attack: log the first few, count the rest
+            logger.error("event=forwarding_error error=%r", exc, exc_info=exc)
+
+    async def _connection_state_changed(self) -> None:
+        if self._pc is None:
+            return
+        state = self._pc.connectionState
+        if state == "failed":
+            self._set_state("failed")
+        elif state == "closed":
+            self._set_state("closed")
+
+    def _set_state(self, state: str) -> None:
+        if state == self.state or self.state == "closed":
+            return
+        self.state = state
+        try:
+            self._on_state(self, state)
+        except Exception:
+            logger.exception("event=leg_state_callback_failed")
+
+
+def parse_offer(offer_sdp: str) -> aiortc_sdp.SessionDescription:
+    """Parse and check a browser offer: one audio and/or one video m-line, bundled, DTLS."""
+    if not isinstance(offer_sdp, str) or not offer_sdp.strip():
+        raise InvalidOffer("empty offer")
+    if len(offer_sdp.encode()) > MAX_OFFER_BYTES:
+        raise InvalidOffer(f"offer larger than {MAX_OFFER_BYTES} bytes")
+    try:
+        description = aiortc_sdp.SessionDescription.parse(offer_sdp)
+    except Exception as exc:
+        raise InvalidOffer(f"malformed SDP: {type(exc).__name__}") from None
+    counts: dict[str, int] = {}
+    for media in description.media:
+        counts[media.kind] = counts.get(media.kind, 0) + 1
+        if media.kind not in ("audio", "video", "application"):
+            raise InvalidOffer(f"unsupported media kind {media.kind!r}")
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise InvalidOffer("offer lacks a DTLS fingerprint")
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+            raise InvalidOffer("offer lacks ICE credentials")
+        if media.rtp.muxId is None:
+            raise InvalidOffer("offer lacks a=mid")
+    if not counts.get("audio") and not counts.get("video"):
+        raise InvalidOffer("offer has neither audio nor video")
+    if any(n > 1 for n in counts.values()):
+        raise InvalidOffer("at most one audio, one video and one data m-line")
+    bundle = next((g for g in description.group if g.semantic == "BUNDLE"), None)
+    if bundle is None or len(bundle.items) != len(description.media):
+        raise InvalidOffer("offer must bundle all media on one transport")
+    return description

@@ -1,0 +1,75 @@
+"""What one leg negotiated per media kind, in the compact form the forwarder reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .aiortc_glue import NegotiatedMedia
+
+
+@dataclass(frozen=True, slots=True)
+class KindParams:
+    """One leg's negotiated parameters for one kind (audio or video).
+
+    The answer keeps the browser's payload types and extension ids, so the same numbers hold for
+    what the leg sends us and what we send it.
+    """
+
+    kind: str
+    mid: str | None
+    payload_type: int
+    rtx_payload_type: int | None
+    clock_rate: int
+    ext_ids: dict[str, int]
+    local_ssrc: int  # the SSRC the relay sends this leg's browser for this kind
+    local_rtx_ssrc: int | None
+    feedback: frozenset[tuple[str, str | None]]
+    remote_ssrcs: tuple[int, ...]  # what the browser announced it will send (may be empty)
+
+    @property
+    def nack(self) -> bool:
+        return ("nack", None) in self.feedback
+
+    @property
+    def remb(self) -> bool:
+        return ("goog-remb", None) in self.feedback
+
+    @property
+    def transport_cc(self) -> bool:
+        return ("transport-cc", None) in self.feedback
+
+
+def kind_params(media: NegotiatedMedia) -> KindParams | None:
+    """Condense aiortc's parameters; None when the transceiver negotiated no usable codec."""
+    parameters = media.send or media.receive
+    if parameters is None or not parameters.codecs:
+        return None
+    main = parameters.codecs[0]
+    rtx = next(
+        (
+            c
+            for c in parameters.codecs
+            if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") == main.payloadType
+        ),
+        None,
+    )
+    remote_ssrcs: tuple[int, ...] = ()
+    if media.receive is not None:
+        remote_ssrcs = tuple(
+            ssrc
+            for enc in media.receive.encodings
+            for ssrc in (enc.ssrc, enc.rtx.ssrc if enc.rtx else None)
+            if ssrc
+        )
+    return KindParams(
+        kind=media.kind,
+        mid=media.mid,
+        payload_type=main.payloadType,
+        rtx_payload_type=rtx.payloadType if rtx else None,
+        clock_rate=main.clockRate,
+        ext_ids={e.uri: e.id for e in parameters.headerExtensions},
+        local_ssrc=media.local_ssrc,
+        local_rtx_ssrc=media.local_rtx_ssrc if rtx else None,
+        feedback=frozenset((fb.type, fb.parameter) for fb in main.rtcpFeedback),
+        remote_ssrcs=remote_ssrcs,
+    )

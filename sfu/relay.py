@@ -1,0 +1,62 @@
+"""The relay: rooms, and the ICE settings every leg shares."""
+
+from __future__ import annotations
+
+import secrets
+
+from aioice.ice import get_host_addresses
+
+from .aiortc_glue import GatherPolicy
+from .config import RelayConfig
+from .errors import RelayFull
+from .ports import PortRange
+from .room import Room
+
+
+class Relay:
+    def __init__(self, config: RelayConfig) -> None:
+        self.config = config
+        self.ports = PortRange(config.udp_port_min, config.udp_port_max)
+        self._rooms: dict[str, Room] = {}
+        self._gather = GatherPolicy(
+            addresses=tuple(gather_addresses(config)),
+            bind_port=self.ports.bind,
+            advertised_ip=config.public_ip,
+            stun_server=_host_port(config.stun_server),
+        )
+
+    @property
+    def rooms(self) -> dict[str, Room]:
+        return dict(self._rooms)
+
+    def create_room(self) -> Room:
+        if self.config.max_rooms is not None and len(self._rooms) >= self.config.max_rooms:
+            raise RelayFull("the relay hosts as many rooms as it is configured to")
+        room_id = secrets.token_hex(8)
+        room = Room(
+            room_id,
+            self._gather,
+            keyframe_interval=self.config.keyframe_request_interval,
+            report_interval=self.config.receiver_report_interval,
+            on_close=lambda r: self._rooms.pop(r.id, None),
+        )
+        self._rooms[room_id] = room
+        return room
+
+    async def close(self) -> None:
+        for room in list(self._rooms.values()):
+            await room.close()
+
+
+def gather_addresses(config: RelayConfig) -> list[str]:
+    addresses = list(config.listen_addresses) or get_host_addresses(use_ipv4=True, use_ipv6=True)
+    if config.allow_loopback and "127.0.0.1" not in addresses:
+        addresses.append("127.0.0.1")
+    return addresses
+
+
+def _host_port(value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    return host, int(port)

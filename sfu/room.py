@@ -1,0 +1,181 @@
+"""A room: two seats, one leg each, and a forwarder per direction between them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import rtcp
+from .aiortc_glue import GatherPolicy
+from .errors import RoomClosed, RoomFull
+from .forwarder import Forwarder
+from .leg import Leg
+
+logger = logging.getLogger(__name__)
+
+SEATS_PER_ROOM = 2
+
+
+@dataclass
+class LegStats:
+    """What the relay knows about one seat's connection; no addresses, nothing personal."""
+
+    state: str
+    candidate_type: str | None
+    forwarded_from: dict[str, int] = field(default_factory=dict)  # what this seat sent
+    round_trip_time: float | None = None  # seconds, relay <-> this seat's browser
+    fraction_lost: float = 0.0  # what this seat's browser reports losing of our stream
+    dropped_sends: int = 0
+    forwarding_errors: int = 0
+
+
+class Room:
+    def __init__(
+        self,
+        room_id: str,
+        gather: GatherPolicy,
+        keyframe_interval: float = 0.5,
+        report_interval: float = 1.0,
+        on_close: Callable[[Room], None] | None = None,
+    ) -> None:
+        self.id = room_id
+        self.on_leg_state: Callable[[str, str], None] | None = None
+        self.closed = False
+        self._gather = gather
+        self._keyframe_interval = keyframe_interval
+        self._report_interval = report_interval
+        self._on_close = on_close
+        self._legs: dict[str, Leg] = {}
+        self._forwarders: dict[str, Forwarder] = {}  # by source seat
+        self._reports = asyncio.ensure_future(self._send_receiver_reports())
+
+    @property
+    def seats(self) -> list[str]:
+        return list(self._forwarders)
+
+    def leg_state(self, seat: str) -> str | None:
+        leg = self._legs.get(seat)
+        return leg.state if leg else None
+
+    async def connect(self, seat: str, offer_sdp: str) -> str:
+        """Answer ``seat``'s offer; a seat that already has a leg gets it replaced (reconnect)."""
+        if self.closed:
+            raise RoomClosed("room is closed")
+        if seat not in self._forwarders and len(self._forwarders) >= SEATS_PER_ROOM:
+            raise RoomFull("room already has two participants")
+        forwarder = self._forwarders.get(seat)
+        if forwarder is None:
+            forwarder = self._forwarders[seat] = Forwarder(self._keyframe_interval)
+        old = self._legs.pop(seat, None)
+        if old is not None:
+            await old.close()
+            self._detach(seat)
+        leg = Leg(
+            self._gather,
+            on_state=lambda leg, state: self._leg_state_changed(seat, leg, state),
+            on_rtp=forwarder.on_rtp,
+            on_rtcp=lambda data: self._dispatch_rtcp(seat, data),
+        )
+        self._legs[seat] = leg
+        try:
+            return await leg.answer(offer_sdp)
+        except Exception:
+            if self._legs.get(seat) is leg:
+                del self._legs[seat]
+            raise
+
+    async def add_ice_candidate(
+        self, seat: str, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        leg = self._legs.get(seat)
+        if leg is not None:
+            await leg.add_candidate(candidate, sdp_mid, sdp_mline_index)
+
+    async def disconnect(self, seat: str) -> None:
+        """Close ``seat``'s leg; the seat stays reserved for the same participant's return."""
+        leg = self._legs.pop(seat, None)
+        if leg is not None:
+            await leg.close()
+            self._detach(seat)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._reports.cancel()
+        for seat in list(self._legs):
+            await self.disconnect(seat)
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def stats(self) -> dict[str, LegStats]:
+        result = {}
+        for seat, forwarder in self._forwarders.items():
+            leg = self._legs.get(seat)
+            other = self._other_forwarder(seat)
+            result[seat] = LegStats(
+                state=leg.state if leg else "absent",
+                candidate_type=leg.wire.candidate_type if leg and leg.wire else None,
+                forwarded_from=forwarder.counters.as_dict(),
+                round_trip_time=other.sink_rtt if other else None,
+                fraction_lost=other.sink_fraction_lost if other else 0.0,
+                dropped_sends=leg.wire.dropped_sends if leg and leg.wire else 0,
+                forwarding_errors=leg.errors if leg else 0,
+            )
+        return result
+
+    def forwarders(self) -> list[Forwarder]:
+        return list(self._forwarders.values())
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _other_forwarder(self, seat: str) -> Forwarder | None:
+        return next((f for s, f in self._forwarders.items() if s != seat), None)
+
+    def _detach(self, seat: str) -> None:
+        self._forwarders[seat].set_source(None)
+        other = self._other_forwarder(seat)
+        if other is not None:
+            other.set_sink(None)
+
+    def _leg_state_changed(self, seat: str, leg: Leg, state: str) -> None:
+        if self._legs.get(seat) is not leg:
+            return  # a replaced leg's last words
+        if state == "connected" and leg.endpoint is not None:
+            self._forwarders[seat].set_source(leg.endpoint)
+            other = self._other_forwarder(seat)
+            if other is not None:
+                other.set_sink(leg.endpoint)
+        elif state in ("failed", "closed"):
+            self._detach(seat)
+        if self.on_leg_state is not None:
+            self.on_leg_state(seat, state)
+
+    def _dispatch_rtcp(self, seat: str, data: bytes) -> None:
+        own = self._forwarders[seat]
+        other = self._other_forwarder(seat)
+        for view in rtcp.iter_packets(data):
+            if view.packet_type == rtcp.SR:
+                own.on_source_sender_report(view.data)
+                if other is not None and view.count:
+                    other.on_sink_report_blocks(rtcp.report_blocks(view.data, rtcp.SR, view.count))
+            elif view.packet_type == rtcp.RR:
+                if other is not None:
+                    other.on_sink_report_blocks(rtcp.report_blocks(view.data, rtcp.RR, view.count))
+            elif view.packet_type in (rtcp.RTPFB, rtcp.PSFB) and other is not None:
+                other.on_sink_feedback(view)
+
+    async def _send_receiver_reports(self) -> None:
+        while True:
+            await asyncio.sleep(self._report_interval)
+            now = time.monotonic()
+            for seat, leg in list(self._legs.items()):
+                if leg.state != "connected" or leg.endpoint is None:
+                    continue
+                blocks = self._forwarders[seat].receiver_report_blocks(now)
+                if blocks:
+                    sender = next(iter(leg.endpoint.params.values())).local_ssrc
+                    leg.endpoint.wire.send_rtcp(rtcp.build_receiver_report(sender, blocks))
