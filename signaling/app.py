@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import logging
 import signal
 import ssl
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -53,6 +56,7 @@ def create_app(
     app[SESSION_SECRET] = session_secret or config.server.session_secret or ""
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.cleanup_ctx.append(_purge_periodically)
     return app
 
 
@@ -69,6 +73,34 @@ async def readyz(request: web.Request) -> web.Response:
         log_event(logger, "readiness_failed", logging.WARNING, exc_info=True)
         return web.json_response({"status": "unavailable"}, status=503)
     return web.json_response({"status": "ok"})
+
+
+async def _purge_periodically(app: web.Application) -> AsyncIterator[None]:
+    """Purge expired personal data at startup and then every `privacy.purge_interval_seconds`."""
+    task = asyncio.create_task(_purge_loop(app[CONFIG], app[STORAGE]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _purge_loop(config: Config, storage: Storage) -> None:
+    while True:
+        try:
+            result = await storage.purge(
+                dt.datetime.now(dt.UTC), config.privacy.statistics_retention_days
+            )
+        except Exception:
+            log_event(logger, "purge_failed", logging.ERROR, exc_info=True)
+        else:
+            if result.appointments_purged or result.statistics_deleted:
+                log_event(
+                    logger,
+                    "purged",
+                    appointments=result.appointments_purged,
+                    statistics=result.statistics_deleted,
+                )
+        await asyncio.sleep(config.privacy.purge_interval_seconds)
 
 
 def _security_headers_middleware(headers: dict[str, str]):  # type: ignore[no-untyped-def]

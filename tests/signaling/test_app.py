@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import ssl
@@ -137,3 +138,17 @@ async def test_tls_serves_https_with_hsts(tmp_path, storage, write_config: Calla
         status, headers, _ = await get(f"{url}/healthz", ssl=client_context)
     assert status == 200
     assert headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+async def test_running_app_purges_expired_appointments(config, storage):
+    therapist = await storage.add_therapist("alice", "h")
+    past = dt.datetime(2020, 1, 1, 9, tzinfo=dt.UTC)
+    appointment = await storage.create_appointment(
+        therapist.id, past, 50, past, past + dt.timedelta(hours=2), note="private"
+    )
+    async with running(create_app(config, storage)):
+        for _ in range(100):
+            if (await storage.get_appointment(appointment.id)).purged_at is not None:
+                break
+            await asyncio.sleep(0.02)
+    assert (await storage.get_appointment(appointment.id)).note is None
