@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
@@ -66,14 +65,12 @@ def test_default_yaml_has_a_comment_above_every_key():
             assert lines[above].lstrip().startswith("#"), line
 
 
-def test_relative_sqlite_path_is_resolved_against_working_directory(write_config, tmp_path):
+def test_relative_sqlite_path_is_resolved_against_working_directory(
+    write_config, tmp_path, monkeypatch
+):
     path = write_config("storage:\n  sqlite_path: sub/db.sqlite3\n")
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        config = load_config(path, environ={})
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp_path)
+    config = load_config(path, environ={})
     assert config.storage.sqlite_path == tmp_path / "sub" / "db.sqlite3"
     assert config.storage.data_dir == tmp_path / "sub"
 
