@@ -1,0 +1,79 @@
+"""PacketCache: the ring of recently sent packets that answers NACKs locally."""
+
+from __future__ import annotations
+
+import pytest
+
+from sfu.packet_cache import PacketCache
+
+
+def test_stored_packet_is_returned_by_its_sequence_number():
+    cache = PacketCache(slots=8, max_age=1.0)
+    cache.store(5, b"five", now=10.0)
+    assert cache.get(5, now=10.0) == b"five"
+
+
+def test_never_stored_sequence_number_is_a_miss():
+    cache = PacketCache(slots=8, max_age=1.0)
+    cache.store(5, b"five", now=10.0)
+    assert cache.get(6, now=10.0) is None
+
+
+def test_each_slot_keeps_its_own_packet():
+    cache = PacketCache(slots=8, max_age=1.0)
+    for seq in range(8):
+        cache.store(seq, bytes([seq]), now=10.0)
+    assert [cache.get(seq, now=10.0) for seq in range(8)] == [bytes([s]) for s in range(8)]
+
+
+def test_storing_a_full_ring_later_overwrites_the_oldest_packet():
+    cache = PacketCache(slots=8, max_age=1.0)
+    cache.store(3, b"old", now=10.0)
+    cache.store(3 + 8, b"new", now=10.0)
+    assert cache.get(11, now=10.0) == b"new"
+
+
+def test_overwritten_sequence_number_is_a_miss_not_the_newer_packet():
+    cache = PacketCache(slots=8, max_age=1.0)
+    cache.store(3, b"old", now=10.0)
+    cache.store(3 + 8, b"new", now=10.0)
+    assert cache.get(3, now=10.0) is None
+
+
+def test_ring_wraps_with_the_16_bit_sequence_space():
+    cache = PacketCache(slots=8, max_age=1.0)
+    cache.store(65535, b"last", now=10.0)
+    cache.store(0, b"first", now=10.0)
+    assert (cache.get(65535, now=10.0), cache.get(0, now=10.0)) == (b"last", b"first")
+
+
+def test_packet_exactly_max_age_old_is_still_returned():
+    cache = PacketCache(slots=8, max_age=1.0)
+    cache.store(5, b"five", now=10.0)
+    assert cache.get(5, now=11.0) == b"five"
+
+
+def test_packet_older_than_max_age_is_a_miss():
+    cache = PacketCache(slots=8, max_age=1.0)
+    cache.store(5, b"five", now=10.0)
+    assert cache.get(5, now=11.01) is None
+
+
+def test_clear_forgets_every_packet():
+    cache = PacketCache(slots=8, max_age=1.0)
+    cache.store(5, b"five", now=10.0)
+    cache.clear()
+    assert cache.get(5, now=10.0) is None
+
+
+@pytest.mark.parametrize("slots", [1, 2, 1024])
+def test_power_of_two_slot_counts_are_accepted(slots):
+    cache = PacketCache(slots=slots)
+    cache.store(slots - 1, b"x", now=0.0)
+    assert cache.get(slots - 1, now=0.0) == b"x"
+
+
+@pytest.mark.parametrize("slots", [0, -4, 3, 1000])
+def test_slot_count_that_is_not_a_positive_power_of_two_is_rejected(slots):
+    with pytest.raises(ValueError, match="power of two"):
+        PacketCache(slots=slots)
