@@ -10,13 +10,14 @@
 """
 
 from .config import RelayConfig
-from .errors import InvalidOffer, RelayError, RelayFull, RoomClosed, RoomFull
+from .errors import InvalidOffer, PortsExhausted, RelayError, RelayFull, RoomClosed, RoomFull
 from .relay import Relay
 from .room import LegStats, Room
 
 __all__ = [
     "InvalidOffer",
     "LegStats",
+    "PortsExhausted",
     "Relay",
     "RelayConfig",
     "RelayError",

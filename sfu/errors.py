@@ -19,3 +19,7 @@ class RelayFull(RelayError):
 
 class RoomClosed(RelayError):
     """The room was closed; nothing can join it any more."""
+
+
+class PortsExhausted(RelayError):
+    """No UDP port of the configured range is free: the relay cannot take another leg."""

@@ -11,7 +11,7 @@ from aiortc import sdp as aiortc_sdp
 
 from . import aiortc_glue
 from .aiortc_glue import GatherPolicy, NegotiatedMedia, Wire
-from .errors import InvalidOffer
+from .errors import InvalidOffer, PortsExhausted
 from .forwarder import Endpoint
 from .media_params import KindParams, kind_params
 
@@ -69,7 +69,9 @@ class Leg:
                 aiortc_glue.tune_header_extensions(transceiver, offered.rtp.headerExtensions)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
-        except InvalidOffer:
+            if "a=candidate:" not in pc.localDescription.sdp:
+                raise PortsExhausted("no free UDP port for media")
+        except (InvalidOffer, PortsExhausted):
             await self.close()
             raise
         except Exception as exc:  # aiortc raises assorted errors on offers it cannot use
@@ -161,6 +163,8 @@ def parse_offer(offer_sdp: str) -> aiortc_sdp.SessionDescription:
         raise InvalidOffer("empty offer")
     if len(offer_sdp.encode()) > MAX_OFFER_BYTES:
         raise InvalidOffer(f"offer larger than {MAX_OFFER_BYTES} bytes")
+    if not offer_sdp.startswith("v=0"):
+        raise InvalidOffer("malformed SDP: must start with v=0")
     try:
         description = aiortc_sdp.SessionDescription.parse(offer_sdp)
     except Exception as exc:

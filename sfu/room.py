@@ -96,9 +96,11 @@ class Room:
 
     async def disconnect(self, seat: str) -> None:
         """Close ``seat``'s leg; the seat stays reserved for the same participant's return."""
-        leg = self._legs.pop(seat, None)
+        leg = self._legs.get(seat)
         if leg is not None:
-            await leg.close()
+            await leg.close()  # still registered, so its "closed" reaches on_leg_state
+            if self._legs.get(seat) is leg:
+                del self._legs[seat]
             self._detach(seat)
 
     async def close(self) -> None:

@@ -1,41 +1,159 @@
-"""Two real aiortc peers exchange VP8 + Opus through the relay; each decodes the other."""
+"""The relay between real aiortc peers sending real VP8 + Opus."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import re
 
-from sfu import Relay, RelayConfig
-from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, MediaPeer, looks_like, use_loopback_only
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
+from sfu.forwarder import Forwarder
+from tests.sfu.conftest import join
+from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, Picture, looks_like
 
-@pytest.fixture
-async def relay():
-    use_loopback_only()
-    relay = Relay(
-        RelayConfig(udp_port_min=41000, udp_port_max=41099, listen_addresses=("127.0.0.1",))
-    )
-    yield relay
-    await relay.close()
+YELLOW_BLACK = Picture((230, 220, 30), (10, 10, 10), vertical=True)
 
 
-async def join(room, seat: str, peer: MediaPeer) -> None:
-    answer = await room.connect(seat, await peer.offer())
-    await peer.accept(answer)
+def flowing(r) -> bool:
+    return r.video_frames >= 10 and r.loud_audio_frames >= 10
 
 
-async def test_each_side_decodes_the_other_sides_picture_and_tone(relay):
+def announced_ssrcs(sdp: str) -> set[int]:
+    return {int(s) for s in re.findall(r"^a=ssrc:(\d+) ", sdp, re.M)}
+
+
+async def test_each_side_decodes_the_other_sides_picture_and_tone(relay, peers):
     room = relay.create_room()
-    therapist = MediaPeer(RED_BLUE, tone=440)
-    client = MediaPeer(GREEN_WHITE, tone=880)
-    try:
-        await join(room, "therapist", therapist)
-        await join(room, "client", client)
-        assert await therapist.wait_for(
-            lambda r: r.video_frames >= 10 and r.loud_audio_frames >= 10
-        )
-        assert await client.wait_for(lambda r: r.video_frames >= 10 and r.loud_audio_frames >= 10)
-        assert looks_like(therapist.received.last_video, GREEN_WHITE)
-        assert looks_like(client.received.last_video, RED_BLUE)
-    finally:
-        await therapist.close()
-        await client.close()
+    therapist, client = peers(RED_BLUE, tone=440), peers(GREEN_WHITE, tone=880)
+    await join(room, "therapist", therapist)
+    await join(room, "client", client)
+    assert await therapist.wait_for(flowing)
+    assert await client.wait_for(flowing)
+    assert looks_like(therapist.received.last_video, GREEN_WHITE)
+    assert looks_like(client.received.last_video, RED_BLUE)
+
+
+async def test_receiver_sees_the_relays_ssrcs_never_the_senders(relay, peers):
+    room = relay.create_room()
+    a, b = peers(RED_BLUE, tone=440), peers(GREEN_WHITE, tone=880)
+    a_offer_ssrcs = announced_ssrcs(await a.offer())
+    answer_to_a = await room.connect("a", a.pc.localDescription.sdp)
+    await a.accept(answer_to_a)
+    answer_to_b = await join(room, "b", b)
+    assert await b.wait_for(flowing)
+    stats = [await r.getStats() for r in b.pc.getReceivers()]
+    seen = {s.ssrc for report in stats for s in report.values() if s.type == "inbound-rtp"}
+    assert seen and seen <= announced_ssrcs(answer_to_b)
+    assert not seen & a_offer_ssrcs
+
+
+async def test_answer_reveals_nothing_of_the_other_leg(relay, peers):
+    room = relay.create_room()
+    a, b = peers(RED_BLUE, tone=440), peers(GREEN_WHITE, tone=880)
+    a_offer = await a.offer()
+    await a.accept(await room.connect("a", a_offer))
+    answer_to_b = await join(room, "b", b)
+    a_ports = set(re.findall(r"^a=candidate:\S+ \d \S+ \d+ \S+ (\d+) typ", a_offer, re.M))
+    b_ports = set(re.findall(r"^a=candidate:\S+ \d \S+ \d+ \S+ (\d+) typ", answer_to_b, re.M))
+    assert a_ports and b_ports and not a_ports & b_ports
+    a_fingerprint = re.search(r"^a=fingerprint:sha-256 (\S+)", a_offer, re.M).group(1)
+    assert a_fingerprint not in answer_to_b
+    assert announced_ssrcs(a_offer).isdisjoint(announced_ssrcs(answer_to_b))
+
+
+async def test_replaced_leg_resumes_on_the_same_track_for_the_other_side(relay, peers):
+    room = relay.create_room()
+    a, b = peers(RED_BLUE, tone=440), peers(GREEN_WHITE, tone=880)
+    await join(room, "a", a)
+    await join(room, "b", b)
+    assert await b.wait_for(flowing)
+    tracks_before = len(b.received.tasks)
+
+    a_again = peers(YELLOW_BLACK, tone=660)  # the same person, reconnecting with a new camera view
+    await join(room, "a", a_again)
+    assert await b.wait_for(
+        lambda r: r.last_video is not None and looks_like(r.last_video, YELLOW_BLACK)
+    )
+    assert len(b.received.tasks) == tracks_before  # no new track: the view stayed continuous
+    frames = b.received.video_frames
+    assert await b.wait_for(lambda r: r.video_frames >= frames + 10)
+    assert await a_again.wait_for(
+        lambda r: r.last_video is not None and looks_like(r.last_video, GREEN_WHITE)
+    )
+
+
+async def test_keyframe_requests_reach_the_sender_at_most_once_per_interval(relay, peers):
+    room = relay.create_room()
+    a, b = peers(RED_BLUE, tone=440), peers(GREEN_WHITE, tone=880)
+    await join(room, "a", a)
+    await join(room, "b", b)
+    assert await b.wait_for(flowing)
+    video_sender = next(s for s in a.pc.getSenders() if s.track and s.track.kind == "video")
+    plis = []
+    original = video_sender._handle_rtcp_packet
+
+    async def record(packet):
+        if type(packet).__name__ == "RtcpPsfbPacket" and packet.fmt == 1:
+            plis.append(asyncio.get_running_loop().time())
+        await original(packet)
+
+    video_sender._handle_rtcp_packet = record
+    await asyncio.sleep(0.6)  # let the start-up keyframe requests' interval pass
+    plis.clear()
+    receiver = next(r for r in b.pc.getReceivers() if r.track.kind == "video")
+    media_ssrc = next(iter(announced_ssrcs(b.pc.remoteDescription.sdp)))
+    for _ in range(10):
+        await receiver._send_rtcp_pli(media_ssrc)
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)
+    assert len(plis) == 1
+    await asyncio.sleep(0.4)
+    await receiver._send_rtcp_pli(media_ssrc)
+    await asyncio.sleep(0.3)
+    assert len(plis) == 2
+
+
+async def test_nacks_for_packets_lost_on_the_receivers_leg_are_answered_from_the_cache(
+    relay, peers
+):
+    room = relay.create_room()
+    a, b = peers(RED_BLUE, tone=440), peers(GREEN_WHITE, tone=880, send_audio=False)
+    await join(room, "a", a)
+    await join(room, "b", b)
+    assert await b.wait_for(lambda r: r.video_frames >= 5)
+    forwarder: Forwarder = room.forwarders()[0]  # a -> b
+    leg_b_wire = forwarder.sink.wire
+    original_send = leg_b_wire.send_rtp
+    sent = {"n": 0}
+
+    def lossy_send(packet: bytes) -> None:
+        sent["n"] += 1
+        if packet[1] & 0x7F == 97 and sent["n"] % 7 == 0:  # lose every 7th first transmission
+            return
+        original_send(packet)
+
+    leg_b_wire.send_rtp = lossy_send
+    frames = b.received.video_frames
+    assert await b.wait_for(lambda r: r.video_frames >= frames + 30)
+    assert forwarder.counters.nacks_received > 0
+    assert forwarder.counters.retransmit_hits > 0
+    assert forwarder.counters.nack_upstream == 0
+    assert looks_like(b.received.last_video, RED_BLUE)
+
+
+async def test_relay_legs_never_start_aiortc_receivers(relay, peers, monkeypatch):
+    started = []
+    original = RTCRtpReceiver.receive
+
+    async def spy(self, parameters):
+        started.append(self)
+        await original(self, parameters)
+
+    monkeypatch.setattr(RTCRtpReceiver, "receive", spy)
+    room = relay.create_room()
+    a, b = peers(RED_BLUE, tone=440), peers(GREEN_WHITE, tone=880)
+    await join(room, "a", a)
+    await join(room, "b", b)
+    assert await b.wait_for(flowing)
+    client_receivers = {id(r) for p in (a, b) for r in p.pc.getReceivers()}
+    assert started and all(id(r) in client_receivers for r in started)

@@ -1,0 +1,111 @@
+"""The relay's API as signaling uses it: seats, offers, ports, refusals."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from sfu import InvalidOffer, PortsExhausted, Relay, RelayConfig, RelayFull, RoomClosed, RoomFull
+from sfu.aiortc_glue import check_internals
+from tests.sfu.conftest import PORT_MAX, PORT_MIN, join
+from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE
+
+
+def candidate_ports(sdp: str) -> list[int]:
+    return [int(p) for p in re.findall(r"^a=candidate:\S+ \d \S+ \d+ \S+ (\d+) typ", sdp, re.M)]
+
+
+def test_every_private_aiortc_internal_the_relay_uses_still_exists():
+    assert check_internals() == []
+
+
+async def test_answers_offer_candidates_only_from_the_configured_port_range(relay, peers):
+    room = relay.create_room()
+    answers = [await join(room, seat, peers(RED_BLUE, tone=440)) for seat in ("a", "b")]
+    ports = [p for answer in answers for p in candidate_ports(answer)]
+    assert len(set(ports)) == 2  # one socket per leg, listed in each bundled m-line
+    assert all(PORT_MIN <= p <= PORT_MAX for p in ports)
+
+
+async def test_a_third_participant_is_refused(relay, peers):
+    room = relay.create_room()
+    await join(room, "therapist", peers(RED_BLUE, tone=440))
+    await join(room, "client", peers(GREEN_WHITE, tone=880))
+    intruder = peers(RED_BLUE, tone=440)
+    with pytest.raises(RoomFull):
+        await room.connect("someone-else", await intruder.offer())
+    assert sorted(room.seats) == ["client", "therapist"]
+
+
+async def test_a_closed_room_refuses_to_connect(relay, peers):
+    room = relay.create_room()
+    await room.close()
+    with pytest.raises(RoomClosed):
+        await room.connect("a", await peers(RED_BLUE, tone=440).offer())
+    assert room.id not in relay.rooms
+
+
+async def test_relay_refuses_rooms_beyond_its_limit():
+    relay = Relay(RelayConfig(max_rooms=1, listen_addresses=("127.0.0.1",)))
+    try:
+        relay.create_room()
+        with pytest.raises(RelayFull):
+            relay.create_room()
+    finally:
+        await relay.close()
+
+
+async def test_port_range_exhaustion_fails_the_offer_clearly(peers):
+    relay = Relay(
+        RelayConfig(udp_port_min=41200, udp_port_max=41200, listen_addresses=("127.0.0.1",))
+    )
+    try:
+        room = relay.create_room()
+        await join(room, "a", peers(RED_BLUE, tone=440))
+        with pytest.raises(PortsExhausted):
+            await room.connect("b", await peers(GREEN_WHITE, tone=880).offer())
+        assert relay.ports.exhausted == 1
+    finally:
+        await relay.close()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda sdp: "this is not sdp", "malformed"),
+        (lambda sdp: "", "empty"),
+        (lambda sdp: re.sub(r"^a=fingerprint:.*\r?\n", "", sdp, flags=re.M), "fingerprint"),
+        (lambda sdp: re.sub(r"^a=ice-pwd:.*\r?\n", "", sdp, flags=re.M), "ICE"),
+        (lambda sdp: re.sub(r"^a=group:BUNDLE.*\r?\n", "", sdp, flags=re.M), "bundle"),
+        (lambda sdp: sdp + "a=x:" + "y" * 40000 + "\r\n", "larger"),
+        (lambda sdp: sdp.replace("VP8/90000", "XYZ/90000"), "VP8"),
+    ],
+)
+async def test_unusable_offers_are_refused_with_a_reason(relay, peers, mutate, reason):
+    room = relay.create_room()
+    offer = await peers(RED_BLUE, tone=440).offer()
+    with pytest.raises(InvalidOffer, match=reason):
+        await room.connect("a", mutate(offer))
+    assert room.leg_state("a") is None
+
+
+async def test_an_offer_with_two_video_lines_is_refused(relay, peers):
+    room = relay.create_room()
+    offer = await peers(RED_BLUE, tone=440).offer()
+    video = offer[offer.index("m=video") :]
+    doubled = offer + video.replace("a=mid:1", "a=mid:2")
+    doubled = doubled.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0 1 2")
+    with pytest.raises(InvalidOffer, match="at most one"):
+        await room.connect("a", doubled)
+
+
+async def test_leg_states_are_reported_to_signaling(relay, peers):
+    room = relay.create_room()
+    seen = []
+    room.on_leg_state = lambda seat, state: seen.append((seat, state))
+    a = peers(RED_BLUE, tone=440)
+    await join(room, "a", a)
+    assert await a.wait_for(lambda r: ("a", "connected") in seen, timeout=10)
+    await room.disconnect("a")
+    assert seen == [("a", "connecting"), ("a", "connected"), ("a", "closed")]
