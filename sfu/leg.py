@@ -105,6 +105,13 @@ class Leg:
             parsed.sdpMLineIndex = 0
         await self._pc.addIceCandidate(parsed)
 
+    def remote_candidate_count(self) -> int:
+        """How many candidates the browser gave us (in the offer or trickled); never addresses."""
+        if self._pc is None:
+            return 0
+        transports = {t.receiver.transport.transport for t in self._pc.getTransceivers()}
+        return sum(len(t.getRemoteCandidates()) for t in transports)
+
     async def close(self) -> None:
         if self.wire is not None:
             self.wire.close()

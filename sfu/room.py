@@ -30,6 +30,7 @@ class LegStats:
     fraction_lost: float = 0.0  # what this seat's browser reports losing of our stream
     dropped_sends: int = 0
     forwarding_errors: int = 0
+    remote_candidates: int = 0
 
 
 class Room:
@@ -126,6 +127,7 @@ class Room:
                 fraction_lost=other.sink_fraction_lost if other else 0.0,
                 dropped_sends=leg.wire.dropped_sends if leg and leg.wire else 0,
                 forwarding_errors=leg.errors if leg else 0,
+                remote_candidates=leg.remote_candidate_count() if leg else 0,
             )
         return result
 

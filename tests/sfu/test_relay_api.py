@@ -109,3 +109,30 @@ async def test_leg_states_are_reported_to_signaling(relay, peers):
     assert await a.wait_for(lambda r: ("a", "connected") in seen, timeout=10)
     await room.disconnect("a")
     assert seen == [("a", "connecting"), ("a", "connected"), ("a", "closed")]
+
+
+async def test_trickled_candidates_connect_a_leg_whose_offer_had_none(relay, peers):
+    room = relay.create_room()
+    a = peers(RED_BLUE, tone=440)
+    offer = await a.offer()
+    candidates = re.findall(r"^a=(candidate:.*?)\r?$", offer, re.M)
+    bare = re.sub(r"^a=(candidate:.*|end-of-candidates)\r?\n", "", offer, flags=re.M)
+    assert candidates and "a=candidate" not in bare
+    seen = []
+    room.on_leg_state = lambda seat, state: seen.append(state)
+    answer = await room.connect("a", bare)
+    assert room.stats()["a"].remote_candidates == 0  # the peer has no answer yet: no checks
+    await a.accept(answer)
+    for line in dict.fromkeys(candidates):
+        await room.add_ice_candidate("a", line, "0", None)
+    await room.add_ice_candidate("a", None, None, None)
+    assert room.stats()["a"].remote_candidates >= len(set(candidates))
+    assert await a.wait_for(lambda r: "connected" in seen, timeout=15)
+
+
+async def test_a_malformed_trickled_candidate_is_refused(relay, peers):
+    room = relay.create_room()
+    a = peers(RED_BLUE, tone=440)
+    await a.accept(await room.connect("a", await a.offer()))
+    with pytest.raises(InvalidOffer, match="candidate"):
+        await room.add_ice_candidate("a", "candidate:garbage", "0", None)
