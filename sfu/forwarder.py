@@ -152,6 +152,8 @@ class Forwarder:
         first, second, seq, ts, ssrc = _HEADER.unpack_from(packet)
         route = self._routes.get(ssrc)
         if route is None:
+            if self.sink is None:
+                return  # alone in the room: nobody to forward to, nothing wrong
             route = self._new_route(ssrc, second & 0x7F, seq, ts)
             if route is None:
                 self.counters.dropped += 1
@@ -220,6 +222,10 @@ class Forwarder:
                     self._routes.pop(old, None)  # the old source stopped; never mix two
                 self._current_ssrc[kind] = ssrc
                 outbound.mapping.start_source(seq, ts, now)
+            if kind == "video":
+                # the sink joins mid-stream or the source is new: either way the sink's decoder
+                # needs a keyframe before it can show anything
+                self.request_keyframe(now)
             reception = self._reception.get(ssrc)
             if reception is None:
                 reception = self._reception[ssrc] = ReceptionStats(ssrc, params.clock_rate, seq)
