@@ -136,3 +136,20 @@ async def test_a_malformed_trickled_candidate_is_refused(relay, peers):
     await a.accept(await room.connect("a", await a.offer()))
     with pytest.raises(InvalidOffer, match="candidate"):
         await room.add_ice_candidate("a", "candidate:garbage", "0", None)
+
+
+async def test_behind_1to1_nat_the_answer_announces_the_public_address(peers):
+    relay = Relay(
+        RelayConfig(
+            udp_port_min=41300,
+            udp_port_max=41310,
+            listen_addresses=("127.0.0.1",),
+            public_ip="203.0.113.7",
+        )
+    )
+    try:
+        answer = await relay.create_room().connect("a", await peers(RED_BLUE, tone=440).offer())
+    finally:
+        await relay.close()
+    hosts = set(re.findall(r"^a=candidate:\S+ \d \S+ \d+ (\S+) \d+ typ host", answer, re.M))
+    assert hosts == {"203.0.113.7"}
