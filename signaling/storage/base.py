@@ -16,6 +16,7 @@ __all__ = [
     "ApiKey",
     "Appointment",
     "AppointmentState",
+    "LoginSession",
     "NotFound",
     "PurgeResult",
     "SessionStatistic",
@@ -117,6 +118,19 @@ class SessionStatistic:
 
 
 @dataclass(frozen=True)
+class LoginSession:
+    """A therapist's sign-in. Only the hash of the cookie's token is kept."""
+
+    id: int
+    token_hash: str
+    therapist_id: int
+    csrf_token: str
+    created_at: dt.datetime
+    last_seen_at: dt.datetime
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
 class PurgeResult:
     appointments_purged: int
     statistics_deleted: int
@@ -215,6 +229,31 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def cancel_appointment(self, appointment_id: int) -> Appointment:
         """Set state to cancelled and drop the invite token so the link stops working."""
+
+    # login sessions
+
+    @abc.abstractmethod
+    async def create_login_session(
+        self,
+        token_hash: str,
+        therapist_id: int,
+        csrf_token: str,
+        now: dt.datetime,
+        expires_at: dt.datetime,
+    ) -> LoginSession:
+        """Also deletes every session that expired before `now`, so the table stays small."""
+
+    @abc.abstractmethod
+    async def get_login_session(self, token_hash: str) -> LoginSession | None:
+        """The session with this token hash, expired or not (the caller checks `expires_at`)."""
+
+    @abc.abstractmethod
+    async def touch_login_session(
+        self, session_id: int, last_seen_at: dt.datetime, expires_at: dt.datetime
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def delete_login_session(self, session_id: int) -> None: ...
 
     # statistics and purge
 

@@ -25,6 +25,7 @@ from signaling.storage.base import (
     ApiKey,
     Appointment,
     AppointmentState,
+    LoginSession,
     NotFound,
     PurgeResult,
     SessionStatistic,
@@ -357,6 +358,58 @@ class SqliteStorage(Storage):
             appointment_id, state=AppointmentState.CANCELLED, invite_token_hash=None
         )
 
+    # login sessions
+
+    async def create_login_session(
+        self,
+        token_hash: str,
+        therapist_id: int,
+        csrf_token: str,
+        now: dt.datetime,
+        expires_at: dt.datetime,
+    ) -> LoginSession:
+        def create() -> LoginSession:
+            with self._transaction():
+                self._db.execute(
+                    "DELETE FROM login_sessions WHERE expires_at < ?", (format_time(now),)
+                )
+            cursor = self._write(
+                "INSERT INTO login_sessions (token_hash, therapist_id, csrf_token, created_at,"
+                " last_seen_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    token_hash,
+                    therapist_id,
+                    csrf_token,
+                    format_time(now),
+                    format_time(now),
+                    format_time(expires_at),
+                ),
+            )
+            return self._login_session_where("id = ?", cursor.lastrowid)  # type: ignore[return-value]
+
+        return await self._run(create)
+
+    def _login_session_where(self, condition: str, value: Any) -> LoginSession | None:
+        row = self._db.execute(
+            f"SELECT * FROM login_sessions WHERE {condition}", (value,)
+        ).fetchone()
+        return None if row is None else _login_session(row)
+
+    async def get_login_session(self, token_hash: str) -> LoginSession | None:
+        return await self._run(self._login_session_where, "token_hash = ?", token_hash)
+
+    async def touch_login_session(
+        self, session_id: int, last_seen_at: dt.datetime, expires_at: dt.datetime
+    ) -> None:
+        await self._run(
+            self._write,
+            "UPDATE login_sessions SET last_seen_at = ?, expires_at = ? WHERE id = ?",
+            (format_time(last_seen_at), format_time(expires_at), session_id),
+        )
+
+    async def delete_login_session(self, session_id: int) -> None:
+        await self._run(self._write, "DELETE FROM login_sessions WHERE id = ?", (session_id,))
+
     # statistics and purge
 
     async def record_session_statistic(
@@ -465,6 +518,18 @@ def _api_key(row: sqlite3.Row) -> ApiKey:
         key_hash=row["key_hash"],
         created_at=parse_time(row["created_at"]),
         revoked_at=_optional_time(row["revoked_at"]),
+    )
+
+
+def _login_session(row: sqlite3.Row) -> LoginSession:
+    return LoginSession(
+        id=row["id"],
+        token_hash=row["token_hash"],
+        therapist_id=row["therapist_id"],
+        csrf_token=row["csrf_token"],
+        created_at=parse_time(row["created_at"]),
+        last_seen_at=parse_time(row["last_seen_at"]),
+        expires_at=parse_time(row["expires_at"]),
     )
 
 
