@@ -118,7 +118,10 @@ def test_block_already_32_bit_aligned_gets_no_padding():
 
 
 def test_16_byte_value_and_id_14_still_fit_the_one_byte_form():
-    assert build_block([(14, b"v" * 16)]) == (ONE_BYTE_PROFILE, one_byte((14, b"v" * 16)))
+    assert build_block([(14, b"v" * 16)]) == (
+        ONE_BYTE_PROFILE,
+        one_byte((14, b"v" * 16)) + bytes(3),
+    )
 
 
 def test_value_longer_than_16_bytes_forces_two_byte_form():
