@@ -165,15 +165,20 @@ class Forwarder:
         route.reception.update(seq, ts, now)
         out_seq = (seq + route.seq_offset) & 0xFFFF
         out_ts = (ts + route.ts_offset) & 0xFFFFFFFF
-        if first & 0x10 and route.rewriter is not None:
-            out = self._rewrite_extensions(route.rewriter, packet, first)
+        if first & 0x1F:  # CSRCs or an extension: check their lengths before trusting them
+            if route.rewriter is not None and first & 0x10:
+                out = self._rewrite_extensions(route.rewriter, packet, first)
+            elif self._header_length(packet, first) >= 0:
+                out = bytearray(packet)
+            else:
+                out = None
             if out is None:
                 self.counters.dropped += 1
                 return
         else:
             out = bytearray(packet)
         _HEADER.pack_into(
-            out, 0, first, (second & 0x80) | route.out_pt, out_seq, out_ts, route.out_ssrc
+            out, 0, out[0], (second & 0x80) | route.out_pt, out_seq, out_ts, route.out_ssrc
         )
         data = bytes(out)
         if route.cache is not None:

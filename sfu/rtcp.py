@@ -126,7 +126,7 @@ def build_pli(sender_ssrc: int, media_ssrc: int) -> bytes:
 def build_nack(sender_ssrc: int, media_ssrc: int, seqs: Iterable[int]) -> bytes:
     """A generic NACK covering ``seqs``, packed into as few (pid, blp) pairs as possible."""
     fci = bytearray()
-    pending = sorted(set(seqs))
+    pending = _in_wrap_order(set(seqs))
     while pending:
         pid = pending.pop(0)
         blp = 0
@@ -141,6 +141,17 @@ def build_nack(sender_ssrc: int, media_ssrc: int, seqs: Iterable[int]) -> bytes:
         fci += struct.pack("!HH", pid, blp)
     size = 12 + len(fci)
     return _header(RTPFB_NACK, RTPFB, size) + struct.pack("!II", sender_ssrc, media_ssrc) + fci
+
+
+def _in_wrap_order(seqs: set[int]) -> list[int]:
+    """Sequence numbers in the order they were sent: start after the widest gap, so a run
+    across 65535 -> 0 stays together."""
+    ordered = sorted(seqs)
+    if len(ordered) < 2:
+        return ordered
+    gaps = [(ordered[(i + 1) % len(ordered)] - s) & 0xFFFF for i, s in enumerate(ordered)]
+    start = (max(range(len(ordered)), key=gaps.__getitem__) + 1) % len(ordered)
+    return ordered[start:] + ordered[:start]
 
 
 # --- reports --------------------------------------------------------------------------------

@@ -642,3 +642,19 @@ def test_rtx_whose_extension_runs_past_the_end_is_not_forwarded(clock):
     broken = rtx_packet(osn=6999, ts=100, extensions=[(2, b"\x01\x02\x03")], payload=b"")
     call.forwarder.on_rtp(broken[:-4])
     assert call.sink.rtp == []
+
+
+def test_packet_whose_extensions_the_sink_did_not_negotiate_is_sent_without_an_extension_block(
+    clock,
+):
+    call = connect(sink=replace(SINK_VIDEO, ext_ids={}))
+    call.forwarder.on_rtp(rtp_packet(10, extensions=[(2, b"\x01\x02\x03")], payload=b"frame-data"))
+    out = parse_rtp(call.sink.rtp[0])
+    assert (out.extensions, out.payload) == (None, b"frame-data")
+
+
+def test_packet_whose_extension_runs_past_the_end_is_dropped_when_legs_agree_on_ids(clock):
+    call = connect(sink=replace(SINK_VIDEO, ext_ids=SOURCE_VIDEO.ext_ids, mid=SOURCE_VIDEO.mid))
+    truncated = rtp_packet(10, extensions=[(2, b"\x01\x02\x03")], payload=b"")
+    call.forwarder.on_rtp(truncated[:-2])
+    assert (call.sink.rtp, call.forwarder.counters.dropped) == ([], 1)

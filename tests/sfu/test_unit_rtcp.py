@@ -284,3 +284,8 @@ def test_report_blocks_of_a_sender_report_follow_the_sender_info():
 def test_report_blocks_stop_where_the_packet_ends():
     packet = rtcp.build_receiver_report(1, [BLOCK, BLOCK])[:-1]
     assert rtcp.report_blocks(packet, rtcp.RR, 2) == [BLOCK]
+
+
+def test_nack_across_the_sequence_wrap_packs_into_one_pair():
+    packet = rtcp.build_nack(1, 2, [65535, 0, 1])
+    assert fci_entries(packet) == [(65535, 0b11)]
