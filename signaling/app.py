@@ -14,7 +14,10 @@ from aiohttp import web
 
 from signaling.config import Config
 from signaling.credentials import load_or_create_session_secret
+from signaling.http_errors import MAX_BODY_BYTES, api_error_middleware
 from signaling.logs import LOGGER_NAME, log_event
+from signaling.routes_integration import IntegrationApi
+from signaling.routes_therapist import TherapistApi
 from signaling.storage import Storage, open_storage
 
 __all__ = ["CONFIG", "SESSION_SECRET", "STORAGE", "create_app", "listen_url", "serve"]
@@ -49,13 +52,23 @@ def create_app(
     headers = dict(SECURITY_HEADERS)
     if config.server.tls:
         headers["Strict-Transport-Security"] = HSTS
-    # The header middleware is outermost so that 500s from the error middleware get headers too.
-    app = web.Application(middlewares=[_security_headers_middleware(headers), _error_middleware])
+    # The header middleware is outermost so that 500s from the error middleware get headers too;
+    # the API's JSON errors are innermost, so /api/ never falls through to the plain-text 500.
+    app = web.Application(
+        middlewares=[
+            _security_headers_middleware(headers),
+            _error_middleware,
+            api_error_middleware,
+        ],
+        client_max_size=MAX_BODY_BYTES,
+    )
     app[CONFIG] = config
     app[STORAGE] = storage
     app[SESSION_SECRET] = session_secret or config.server.session_secret or ""
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    TherapistApi(config, storage).register(app.router)
+    IntegrationApi(config, storage).register(app.router)
     app.cleanup_ctx.append(_purge_periodically)
     return app
 

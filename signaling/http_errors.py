@@ -1,0 +1,115 @@
+"""JSON errors for everything under /api/: one shape, stable codes, never a traceback.
+
+Every error body is ``{"error": {"code": "...", "message": "..."}}``. Clients branch on `code`
+(stable, documented in docs/api.md); `message` is for humans and may change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from signaling.logs import LOGGER_NAME, log_event
+
+__all__ = ["MAX_BODY_BYTES", "ApiError", "api_error_middleware", "error_response", "read_json"]
+
+# Appointment requests are a few hundred bytes; a 2000-character note is at most 8 KB as UTF-8.
+MAX_BODY_BYTES = 64 * 1024
+
+API_PREFIX = "/api/"
+
+logger = logging.getLogger(LOGGER_NAME)
+
+# Codes for errors aiohttp raises itself (no route, wrong method, body too large).
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+class ApiError(Exception):
+    """Raise from a handler to answer with a JSON error."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message}}, status=status, headers=headers
+    )
+
+
+@web.middleware
+async def api_error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Turn `ApiError`, aiohttp's own HTTP errors and crashes under /api/ into JSON errors."""
+    if not request.path.startswith(API_PREFIX):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _STATUS_CODES.get(exc.status, "error")
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(exc.status, code, exc.reason, headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        # Only the type is logged: exception messages can carry request data.
+        log_event(
+            logger,
+            "unhandled_error",
+            logging.ERROR,
+            method=request.method,
+            path=request.path,
+            error=type(exc).__name__,
+        )
+        return error_response(500, "internal_error", "Internal server error")
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or an `ApiError` (415, 413 or 400)."""
+    if request.content_type != "application/json":
+        # Requiring JSON also means a cross-site HTML form cannot post here: browsers only send
+        # application/json cross-origin after a CORS preflight, which we never allow.
+        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise ApiError(
+            413, "body_too_large", f"Request body must not exceed {MAX_BODY_BYTES} bytes"
+        )
+    try:
+        # The application's client_max_size also caps chunked bodies without a Content-Length.
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(
+            413, "body_too_large", f"Request body must not exceed {MAX_BODY_BYTES} bytes"
+        ) from None
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "invalid_request", "Request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_request", "Request body must be a JSON object")
+    return body

@@ -1,0 +1,226 @@
+"""The therapist's JSON API under /api/therapist/, used by the dashboard page with `fetch`.
+
+Authentication is the session cookie; every state-changing request also needs the session's
+CSRF token (see `signaling.csrf`). A therapist only ever sees their own appointments: another
+therapist's appointment answers 404, exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from signaling.appointments import (
+    appointment_json,
+    create_appointment,
+    ensure_changeable,
+    mint_invite,
+    parse_changes,
+    parse_new_appointment,
+)
+from signaling.client_address import client_address
+from signaling.config import Config
+from signaling.credentials import hash_password, new_token, verify_password
+from signaling.csrf import STATE_CHANGING_METHODS, check_csrf_token, check_origin, origin_of
+from signaling.http_errors import ApiError, read_json
+from signaling.login_sessions import (
+    SignedIn,
+    clear_cookie,
+    current_session,
+    end_session,
+    set_cookie,
+    start_session,
+)
+from signaling.login_throttle import LoginThrottle
+from signaling.logs import LOGGER_NAME, log_event, render_ip
+from signaling.storage import Appointment, AppointmentState, Storage
+
+__all__ = ["PREFIX", "TherapistApi"]
+
+PREFIX = "/api/therapist"
+
+logger = logging.getLogger(LOGGER_NAME)
+
+Handler = Callable[[web.Request, SignedIn], Awaitable[web.StreamResponse]]
+
+
+class TherapistApi:
+    def __init__(self, config: Config, storage: Storage) -> None:
+        self._config = config
+        self._storage = storage
+        self._origin = origin_of(config.server.public_url)
+        limits = config.limits
+        self._throttle = LoginThrottle(
+            limits.login_attempts_per_account,
+            limits.login_attempts_per_address,
+            limits.login_window_seconds,
+        )
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_post(f"{PREFIX}/login", self.login)
+        router.add_post(f"{PREFIX}/logout", self._signed_in(self.logout))
+        router.add_get(f"{PREFIX}/me", self._signed_in(self.me))
+        router.add_get(f"{PREFIX}/appointments", self._signed_in(self.list_appointments))
+        router.add_post(f"{PREFIX}/appointments", self._signed_in(self.create))
+        item = f"{PREFIX}/appointments/{{id}}"
+        router.add_get(item, self._signed_in(self.get))
+        router.add_patch(item, self._signed_in(self.edit))
+        router.add_delete(item, self._signed_in(self.cancel))
+        router.add_post(f"{item}/invite", self._signed_in(self.reissue_invite))
+
+    # --- session
+
+    async def login(self, request: web.Request) -> web.Response:
+        # Login CSRF: a foreign page must not sign the browser into an attacker's account.
+        check_origin(request, self._origin)
+        body = await read_json(request)
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise ApiError(400, "invalid_request", "username and password are required strings")
+        address = client_address(request, self._config.server.trusted_proxies)
+        ip = render_ip(address, self._config.privacy.log_ip)
+
+        wait = self._throttle.retry_after(username, address)
+        if wait:
+            log_event(logger, "login_throttled", logging.WARNING, ip=ip)
+            raise ApiError(
+                429,
+                "rate_limited",
+                "Too many failed sign-ins; try again later",
+                {"Retry-After": str(wait)},
+            )
+
+        therapist = await self._storage.get_therapist(username)
+        # Unknown users cost an argon2 verify too, so the response time does not tell whether
+        # a username exists. argon2 takes tens of milliseconds of CPU: run it off the event
+        # loop, which also carries the media relay.
+        password_hash = therapist.password_hash if therapist else _dummy_hash()
+        valid = await asyncio.to_thread(verify_password, password_hash, password)
+        if therapist is None or not valid:
+            self._throttle.record_failure(username, address)
+            log_event(logger, "login_failed", logging.WARNING, ip=ip)
+            raise ApiError(401, "invalid_credentials", "Wrong username or password")
+        if therapist.disabled:
+            # Only someone who knows the password learns that the account is disabled.
+            log_event(logger, "login_refused_disabled", logging.WARNING, therapist_id=therapist.id)
+            raise ApiError(403, "account_disabled", "This account is disabled")
+
+        self._throttle.record_success(username)
+        token, session = await start_session(self._storage, therapist)
+        log_event(logger, "login", therapist_id=therapist.id, ip=ip)
+        response = web.json_response(
+            {"username": therapist.username, "csrf_token": session.csrf_token}
+        )
+        set_cookie(response, self._config, token)
+        return response
+
+    async def logout(self, request: web.Request, signed_in: SignedIn) -> web.Response:
+        await end_session(self._storage, signed_in.session)
+        log_event(logger, "logout", therapist_id=signed_in.therapist.id)
+        response = web.Response(status=204)
+        clear_cookie(response, self._config)
+        return response
+
+    async def me(self, request: web.Request, signed_in: SignedIn) -> web.Response:
+        return web.json_response(
+            {"username": signed_in.therapist.username, "csrf_token": signed_in.session.csrf_token}
+        )
+
+    # --- appointments
+
+    async def list_appointments(self, request: web.Request, signed_in: SignedIn) -> web.Response:
+        appointments = await self._storage.list_appointments_for_therapist(signed_in.therapist.id)
+        if request.query.get("include_past") != "true":
+            # "Today" in UTC: the server does not know the practice's zone; the page can filter
+            # further. Appointments still joinable are kept even if they began yesterday.
+            now = dt.datetime.now(dt.UTC)
+            today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            appointments = [a for a in appointments if a.starts_at >= today or a.valid_until > now]
+        return web.json_response({"appointments": [appointment_json(a) for a in appointments]})
+
+    async def create(self, request: web.Request, signed_in: SignedIn) -> web.Response:
+        data = parse_new_appointment(self._config, await read_json(request))
+        appointment, invite = await create_appointment(
+            self._config, self._storage, signed_in.therapist.id, data
+        )
+        log_event(logger, "appointment_created", appointment_id=appointment.id)
+        # The invite URL appears in this response and nowhere else; only its hash is stored.
+        return web.json_response(
+            {**appointment_json(appointment), "invite_url": invite.url}, status=201
+        )
+
+    async def get(self, request: web.Request, signed_in: SignedIn) -> web.Response:
+        appointment = await self._own_appointment(request, signed_in)
+        return web.json_response(appointment_json(appointment))
+
+    async def edit(self, request: web.Request, signed_in: SignedIn) -> web.Response:
+        appointment = await self._own_appointment(request, signed_in)
+        changes = parse_changes(self._config, await read_json(request))
+        ensure_changeable(appointment)
+        updated = await self._storage.update_appointment(appointment.id, **changes)
+        log_event(logger, "appointment_changed", appointment_id=appointment.id)
+        return web.json_response(appointment_json(updated))
+
+    async def cancel(self, request: web.Request, signed_in: SignedIn) -> web.Response:
+        appointment = await self._own_appointment(request, signed_in)
+        if appointment.state is not AppointmentState.CANCELLED:
+            ensure_changeable(appointment)
+            appointment = await self._storage.cancel_appointment(appointment.id)
+            log_event(logger, "appointment_cancelled", appointment_id=appointment.id)
+        return web.json_response(appointment_json(appointment))
+
+    async def reissue_invite(self, request: web.Request, signed_in: SignedIn) -> web.Response:
+        appointment = await self._own_appointment(request, signed_in)
+        ensure_changeable(appointment)
+        invite = mint_invite(self._config)
+        # Replacing the stored hash is what kills the old link.
+        updated = await self._storage.update_appointment(
+            appointment.id, invite_token_hash=invite.token_hash
+        )
+        log_event(logger, "invite_reissued", appointment_id=appointment.id)
+        return web.json_response({**appointment_json(updated), "invite_url": invite.url})
+
+    # --- helpers
+
+    def _signed_in(
+        self, handler: Handler
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """Wrap a handler: require a live session, and the CSRF checks for state changes."""
+
+        @functools.wraps(handler)
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            if request.method in STATE_CHANGING_METHODS:
+                check_origin(request, self._origin)
+            signed_in = await current_session(request, self._storage)
+            if signed_in is None:
+                raise ApiError(401, "unauthorized", "Sign in first")
+            if request.method in STATE_CHANGING_METHODS:
+                check_csrf_token(request, signed_in.session.csrf_token)
+            return await handler(request, signed_in)
+
+        return wrapped
+
+    async def _own_appointment(self, request: web.Request, signed_in: SignedIn) -> Appointment:
+        appointment = await _appointment_by_path(self._storage, request)
+        if appointment is None or appointment.therapist_id != signed_in.therapist.id:
+            raise ApiError(404, "not_found", "No such appointment")
+        return appointment
+
+
+async def _appointment_by_path(storage: Storage, request: web.Request) -> Appointment | None:
+    raw = request.match_info["id"]
+    # isdigit() alone accepts "²"; int() of huge numbers would overflow SQLite's integer.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        return None
+    return await storage.get_appointment(int(raw))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """An argon2 hash of a random password, made on first use (not at import)."""
+    return hash_password(new_token())
