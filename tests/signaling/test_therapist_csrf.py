@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tests.signaling.api_server import PASSWORD, PUBLIC_URL, api, call, in_days
-
-__all__ = ["api"]
+from tests.signaling.api_server import PASSWORD, PUBLIC_URL, call, in_days
+from tests.signaling.api_server import api as api  # the fixture, re-exported for pytest
 
 
 def new_appointment() -> dict[str, object]:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tests.signaling.api_server import PASSWORD, api, serving, write_config
-
-__all__ = ["api"]
+from tests.signaling.api_server import PASSWORD, serving, write_config
+from tests.signaling.api_server import api as api  # the fixture, re-exported for pytest
 
 
 async def post_login(api, username: str, password: str):
