@@ -230,6 +230,26 @@ class Storage(abc.ABC):
     async def cancel_appointment(self, appointment_id: int) -> Appointment:
         """Set state to cancelled and drop the invite token so the link stops working."""
 
+    @abc.abstractmethod
+    async def record_client_consent(
+        self,
+        appointment_id: int,
+        invite_token_hash: str,
+        binding_hash: str,
+        display_name: str | None,
+        terms_version: str,
+        consent_at: dt.datetime,
+    ) -> Appointment | None:
+        """Record the client's consent and binding, atomically and only if the appointment still
+        has this invite, is not cancelled or ended, and is unbound or bound to `binding_hash`.
+        None otherwise: of two browsers racing to bind a link, exactly one wins."""
+
+    @abc.abstractmethod
+    async def latest_bound_valid_until(
+        self, binding_hash: str, now: dt.datetime
+    ) -> dt.datetime | None:
+        """The latest `valid_until` after `now` among appointments bound to `binding_hash`."""
+
     # login sessions
 
     @abc.abstractmethod

@@ -358,6 +358,56 @@ class SqliteStorage(Storage):
             appointment_id, state=AppointmentState.CANCELLED, invite_token_hash=None
         )
 
+    async def record_client_consent(
+        self,
+        appointment_id: int,
+        invite_token_hash: str,
+        binding_hash: str,
+        display_name: str | None,
+        terms_version: str,
+        consent_at: dt.datetime,
+    ) -> Appointment | None:
+        def record() -> Appointment | None:
+            # One UPDATE with the conditions in its WHERE clause: the check and the write cannot
+            # be split by another browser's consent.
+            cursor = self._write(
+                "UPDATE appointments SET client_binding_hash = ?, client_display_name = ?,"
+                " terms_version = ?, consent_at = ?"
+                " WHERE id = ? AND invite_token_hash = ? AND state NOT IN (?, ?)"
+                " AND (client_binding_hash IS NULL OR client_binding_hash = ?)",
+                (
+                    binding_hash,
+                    display_name,
+                    terms_version,
+                    format_time(consent_at),
+                    appointment_id,
+                    invite_token_hash,
+                    AppointmentState.CANCELLED.value,
+                    AppointmentState.ENDED.value,
+                    binding_hash,
+                ),
+            )
+            if cursor.rowcount == 0:
+                return None
+            return self._appointment_where("id = ?", appointment_id)
+
+        return await self._run(record)
+
+    async def latest_bound_valid_until(
+        self, binding_hash: str, now: dt.datetime
+    ) -> dt.datetime | None:
+        def latest() -> dt.datetime | None:
+            # No index: this runs once per consent, and a practice's table holds some thousand
+            # rows a year.
+            row = self._db.execute(
+                "SELECT MAX(valid_until) FROM appointments"
+                " WHERE client_binding_hash = ? AND valid_until > ?",
+                (binding_hash, format_time(now)),
+            ).fetchone()
+            return _optional_time(row[0])
+
+        return await self._run(latest)
+
     # login sessions
 
     async def create_login_session(
