@@ -165,18 +165,24 @@ class Forwarder:
         route.reception.update(seq, ts, now)
         out_seq = (seq + route.seq_offset) & 0xFFFF
         out_ts = (ts + route.ts_offset) & 0xFFFFFFFF
+        out = bytearray(packet)
         if first & 0x1F:  # CSRCs or an extension: check their lengths before trusting them
-            if route.rewriter is not None and first & 0x10:
-                out = self._rewrite_extensions(route.rewriter, packet, first)
-            elif self._header_length(packet, first) >= 0:
-                out = bytearray(packet)
-            else:
-                out = None
-            if out is None:
+            header_end = self._header_length(packet, first)
+            if header_end < 0:
                 self.counters.dropped += 1
                 return
-        else:
-            out = bytearray(packet)
+            rewriter = route.rewriter
+            if rewriter is not None and first & 0x10:
+                fixed = 12 + 4 * (first & 0x0F)
+                if (
+                    packet[fixed] != 0xBE
+                    or packet[fixed + 1] != 0xDE
+                    or not (rewriter.rewrite_in_place(out, fixed + 4, header_end))
+                ):
+                    out = self._rewrite_extensions(rewriter, packet, first)
+                    if out is None:
+                        self.counters.dropped += 1
+                        return
         _HEADER.pack_into(
             out, 0, out[0], (second & 0x80) | route.out_pt, out_seq, out_ts, route.out_ssrc
         )

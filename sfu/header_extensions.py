@@ -82,7 +82,7 @@ class ExtensionRewriter:
     common case of two legs from the same browser; the hot path then skips the rewrite.
     """
 
-    __slots__ = ("_id_map", "_mid_id", "_mid_value", "identity")
+    __slots__ = ("_id_map", "_mid_id", "_mid_value", "_nibbles", "identity")
 
     def __init__(
         self,
@@ -97,8 +97,44 @@ class ExtensionRewriter:
         }
         self._mid_id = source_ids.get(MID_URI)
         self._mid_value = sink_mid.encode() if sink_mid is not None else None
+        # one-byte form: source id -> sink id, -1 where the element would have to go
+        self._nibbles = [-1] * 16
+        for source_id, sink_id in self._id_map.items():
+            if 1 <= source_id <= 14 and 1 <= sink_id <= 14:
+                self._nibbles[source_id] = sink_id
         same_ids = all(sink_ids.get(uri) == i for uri, i in source_ids.items())
         self.identity = same_ids and (self._mid_id is None or source_mid == sink_mid)
+
+    def rewrite_in_place(self, buf: bytearray, start: int, end: int) -> bool:
+        """Patch a one-byte-form block in ``buf[start:end]`` where nothing changes length.
+
+        The common case -- every element maps, the mid value is as long as the sink's -- costs
+        a few byte writes instead of a rebuilt block. False means "use ``rewrite``" (buf may be
+        partly patched then; the caller rebuilds from the original packet).
+        """
+        nibbles = self._nibbles
+        mid_id = self._mid_id
+        pos = start
+        while pos < end:
+            byte = buf[pos]
+            if byte == 0:
+                pos += 1
+                continue
+            ext_id = byte >> 4
+            if ext_id == 15:
+                return True
+            length = (byte & 0x0F) + 1
+            sink_id = nibbles[ext_id]
+            if sink_id < 0 or pos + 1 + length > end:
+                return False
+            if ext_id == mid_id:
+                value = self._mid_value
+                if value is None or len(value) != length:
+                    return False
+                buf[pos + 1 : pos + 1 + length] = value
+            buf[pos] = (sink_id << 4) | (byte & 0x0F)
+            pos += 1 + length
+        return True
 
     def rewrite(self, profile: int, block: bytes) -> tuple[int, bytes] | None:
         """Return (profile, block) for the sink leg; block may be empty. None if malformed."""

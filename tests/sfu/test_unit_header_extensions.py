@@ -248,3 +248,48 @@ def test_rewrite_turns_a_two_byte_block_into_one_byte_form_when_everything_fits(
 def test_rewrite_of_a_malformed_block_is_none():
     rewriter = ExtensionRewriter({AUDIO_LEVEL: 1}, {AUDIO_LEVEL: 2}, None, None)
     assert rewriter.rewrite(ONE_BYTE_PROFILE, bytes([0x13, 0xAA])) is None
+
+
+# --- ExtensionRewriter.rewrite_in_place -----------------------------------------------------
+
+
+def patched(rewriter: ExtensionRewriter, block: bytes) -> tuple[bool, bytes]:
+    buf = bytearray(b"HDR" + block + b"PAY")
+    ok = rewriter.rewrite_in_place(buf, 3, 3 + len(block))
+    return ok, bytes(buf[3:-3])
+
+
+def test_in_place_rewrite_changes_only_the_id_nibbles():
+    rewriter = ExtensionRewriter(
+        {ABS_SEND_TIME: 3, TRANSPORT_CC: 5}, {ABS_SEND_TIME: 2, TRANSPORT_CC: 4}, None, None
+    )
+    ok, block = patched(
+        rewriter, one_byte((3, b"\x01\x02\x03"), (5, b"\x00\x07")) + b"\x00\x00\x00"
+    )
+    assert ok
+    assert block == one_byte((2, b"\x01\x02\x03"), (4, b"\x00\x07")) + b"\x00\x00\x00"
+
+
+def test_in_place_rewrite_writes_the_sinks_mid_of_the_same_length():
+    rewriter = ExtensionRewriter({MID_URI: 1}, {MID_URI: 9}, "0", "1")
+    assert patched(rewriter, one_byte((1, b"0"))) == (True, one_byte((9, b"1")))
+
+
+def test_in_place_rewrite_gives_up_when_the_mid_changes_length():
+    rewriter = ExtensionRewriter({MID_URI: 1}, {MID_URI: 1}, "0", "video")
+    assert patched(rewriter, one_byte((1, b"0")))[0] is False
+
+
+def test_in_place_rewrite_gives_up_when_an_element_must_be_dropped():
+    rewriter = ExtensionRewriter({ABS_SEND_TIME: 3, AUDIO_LEVEL: 4}, {ABS_SEND_TIME: 3}, None, None)
+    assert patched(rewriter, one_byte((4, b"\x80"), (3, b"\x01\x02\x03")))[0] is False
+
+
+def test_in_place_rewrite_gives_up_when_the_sink_id_needs_the_two_byte_form():
+    rewriter = ExtensionRewriter({ABS_SEND_TIME: 3}, {ABS_SEND_TIME: 15}, None, None)
+    assert patched(rewriter, one_byte((3, b"\x01\x02\x03")))[0] is False
+
+
+def test_in_place_rewrite_gives_up_on_an_element_running_past_the_block():
+    rewriter = ExtensionRewriter({ABS_SEND_TIME: 3}, {ABS_SEND_TIME: 2}, None, None)
+    assert patched(rewriter, bytes([0x32, 0x01]))[0] is False
