@@ -21,9 +21,12 @@ aioice upgrade that moves them fails loudly instead of silently breaking the rel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import socket
+import struct
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -44,6 +47,7 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from .header_extensions import MID_URI
+from .latency import SAMPLE_EVERY, LatencyHistogram
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +82,8 @@ OPUS_ANSWER_PARAMETERS = {"minptime": 10, "useinbandfec": 1}
 PREFERRED_CODEC = {"audio": "audio/opus", "video": "video/VP8"}
 
 UDP_BUFFER_BYTES = 1 << 20  # absorb a burst of a few hundred packets while the loop is busy
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # 35 on Linux; Python does not name it
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
 MAX_DATAGRAMS_PER_WAKEUP = 64  # bound the time one socket holds the event loop
 
 
@@ -162,6 +168,9 @@ def _gatherer(
                 continue
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER_BYTES)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UDP_BUFFER_BYTES)
+            # without kernel timestamps the relay simply does not sample its latency
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             _, protocol = await loop.create_datagram_endpoint(
                 lambda: aioice.ice.StunProtocol(connection), sock=sock
             )
@@ -334,6 +343,7 @@ def take_over_wire(
     on_rtp: Callable[[bytes], None],
     on_rtcp: Callable[[bytes], None],
     on_error: Callable[[BaseException], None],
+    latency: LatencyHistogram | None = None,
 ) -> Wire | None:
     """Read the selected pair's socket directly; None if the path is not a plain UDP socket."""
     transceivers = pc.getTransceivers()
@@ -355,7 +365,7 @@ def take_over_wire(
         remote_addr=pair.remote_addr,
         candidate_type=pair.remote_candidate.type,
     )
-    _install_reader(sock, protocol, wire, on_rtp, on_rtcp, on_error)
+    _install_reader(sock, protocol, wire, on_rtp, on_rtcp, on_error, latency)
     return wire
 
 
@@ -366,20 +376,31 @@ def _install_reader(
     on_rtp: Callable[[bytes], None],
     on_rtcp: Callable[[bytes], None],
     on_error: Callable[[BaseException], None],
+    latency: LatencyHistogram | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     fd = sock.fileno()
     recvfrom = sock.recvfrom
+    recvmsg = sock.recvmsg
     unprotect = wire.rx_srtp.unprotect
     unprotect_rtcp = wire.rx_srtp.unprotect_rtcp
     hand_back = protocol.datagram_received
+    countdown = SAMPLE_EVERY if latency is not None else -1
 
     def drain() -> None:
         # One wake-up reads everything queued (bounded), instead of asyncio's one datagram per
         # selector round; SRTP is handled here, STUN and DTLS go back to aioice/aiortc.
+        nonlocal countdown
         for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
+            received_at = 0.0
             try:
-                data, addr = recvfrom(2048)
+                countdown -= 1
+                if countdown == 0:
+                    countdown = SAMPLE_EVERY
+                    data, ancillary, _, addr = recvmsg(2048, _TIMESTAMP_SPACE)
+                    received_at = _kernel_time(ancillary)
+                else:
+                    data, addr = recvfrom(2048)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -391,6 +412,8 @@ def _install_reader(
                         on_rtcp(unprotect_rtcp(data))
                     else:
                         on_rtp(unprotect(data))
+                        if received_at:
+                            latency.observe(time.time() - received_at)  # type: ignore[union-attr]
                 except pylibsrtp.Error:
                     pass  # replayed or forged: libsrtp authenticates every packet
                 except Exception as exc:  # a bug must not kill the socket reader
@@ -400,3 +423,12 @@ def _install_reader(
 
     loop._remove_reader(fd)
     loop._add_reader(fd, drain)
+
+
+def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The kernel's receive time (wall clock) from SO_TIMESTAMPNS ancillary data, or 0."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack_from("qq", data)
+            return seconds + nanoseconds / 1e9
+    return 0.0

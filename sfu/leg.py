@@ -13,6 +13,7 @@ from . import aiortc_glue
 from .aiortc_glue import GatherPolicy, NegotiatedMedia, Wire
 from .errors import InvalidOffer, PortsExhausted
 from .forwarder import Endpoint
+from .latency import LatencyHistogram
 from .media_params import KindParams, kind_params
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Leg:
         on_state: Callable[[Leg, str], None],
         on_rtp: Callable[[bytes], None],
         on_rtcp: Callable[[bytes], None],
+        latency: LatencyHistogram | None = None,
     ) -> None:
         self.state = "new"
         self.endpoint: Endpoint | None = None
@@ -40,6 +42,7 @@ class Leg:
         self._on_state = on_state
         self._on_rtp = on_rtp
         self._on_rtcp = on_rtcp
+        self._latency = latency
         self._pc: RTCPeerConnection | None = None
         self._media: list[NegotiatedMedia] = []
         self._pending: set[str] = set()
@@ -131,7 +134,9 @@ class Leg:
             p = kind_params(m)
             if p is not None:
                 params[p.kind] = p
-        wire = aiortc_glue.take_over_wire(self._pc, self._on_rtp, self._on_rtcp, self._on_error)
+        wire = aiortc_glue.take_over_wire(
+            self._pc, self._on_rtp, self._on_rtcp, self._on_error, self._latency
+        )
         if wire is None:
             logger.warning("event=leg_failed reason=unsupported_path")
             self._set_state("failed")

@@ -9,6 +9,7 @@ from aioice.ice import get_host_addresses
 from .aiortc_glue import GatherPolicy
 from .config import RelayConfig
 from .errors import RelayFull
+from .latency import LatencyHistogram
 from .ports import PortRange
 from .room import Room
 
@@ -18,6 +19,7 @@ class Relay:
         self.config = config
         self.ports = PortRange(config.udp_port_min, config.udp_port_max)
         self._rooms: dict[str, Room] = {}
+        self.latency = LatencyHistogram()  # every leg's sampled receive-to-send delay
         self._gather = GatherPolicy(
             addresses=tuple(gather_addresses(config)),
             bind_port=self.ports.bind,
@@ -39,6 +41,7 @@ class Relay:
             keyframe_interval=self.config.keyframe_request_interval,
             report_interval=self.config.receiver_report_interval,
             on_close=lambda r: self._rooms.pop(r.id, None),
+            latency=self.latency,
         )
         self._rooms[room_id] = room
         return room

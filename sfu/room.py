@@ -12,6 +12,7 @@ from . import rtcp
 from .aiortc_glue import GatherPolicy
 from .errors import RoomClosed, RoomFull
 from .forwarder import Forwarder
+from .latency import LatencyHistogram
 from .leg import Leg
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Room:
         keyframe_interval: float = 0.5,
         report_interval: float = 1.0,
         on_close: Callable[[Room], None] | None = None,
+        latency: LatencyHistogram | None = None,
     ) -> None:
         self.id = room_id
         self.on_leg_state: Callable[[str, str], None] | None = None
@@ -49,6 +51,7 @@ class Room:
         self._keyframe_interval = keyframe_interval
         self._report_interval = report_interval
         self._on_close = on_close
+        self._latency = latency
         self._legs: dict[str, Leg] = {}
         self._forwarders: dict[str, Forwarder] = {}  # by source seat
         self._reports = asyncio.ensure_future(self._send_receiver_reports())
@@ -79,6 +82,7 @@ class Room:
             on_state=lambda leg, state: self._leg_state_changed(seat, leg, state),
             on_rtp=forwarder.on_rtp,
             on_rtcp=lambda data: self._dispatch_rtcp(seat, data),
+            latency=self._latency,
         )
         self._legs[seat] = leg
         try:

@@ -16,6 +16,7 @@ from signaling.config import Config
 from signaling.credentials import load_or_create_session_secret
 from signaling.http_errors import MAX_BODY_BYTES, api_error_middleware
 from signaling.logs import LOGGER_NAME, log_event
+from signaling.routes_client import ClientApi
 from signaling.routes_integration import IntegrationApi
 from signaling.routes_therapist import TherapistApi
 from signaling.storage import Storage, open_storage
@@ -69,6 +70,7 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     TherapistApi(config, storage).register(app.router)
     IntegrationApi(config, storage).register(app.router)
+    ClientApi(config, storage).register(app.router)
     app.cleanup_ctx.append(_purge_periodically)
     return app
 

@@ -157,3 +157,15 @@ async def test_relay_legs_never_start_aiortc_receivers(relay, peers, monkeypatch
     assert await b.wait_for(flowing)
     client_receivers = {id(r) for p in (a, b) for r in p.pc.getReceivers()}
     assert started and all(id(r) in client_receivers for r in started)
+
+
+async def test_the_relay_samples_how_long_packets_spend_inside_it(relay, peers):
+    room = relay.create_room()
+    a, b = peers(RED_BLUE, tone=440), peers(GREEN_WHITE, tone=880)
+    await join(room, "a", a)
+    await join(room, "b", b)
+    # one datagram in 32 per socket is timestamped by the kernel and timed to our send
+    assert await b.wait_for(lambda r: relay.latency.count >= 10, timeout=20)
+    forwarded = sum(f.counters.video_packets + f.counters.audio_packets for f in room.forwarders())
+    assert relay.latency.count <= forwarded // 16
+    assert 0 < relay.latency.sum / relay.latency.count < 0.05

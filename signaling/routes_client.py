@@ -1,0 +1,197 @@
+"""The client's JSON API under /api/client/, used by the waiting-room page. No account: the
+invite token in the path and, after consent, the `sz_client` cookie are the credentials.
+
+Every refusal of the link itself — unknown, malformed, cancelled, expired, or bound to another
+browser — answers the same 404 `invalid_link`, so the answer does not tell which case it is.
+Responses are `Cache-Control: no-store`: they describe one person's appointment.
+
+Never log the token (it is in the path), the binding secret or the display name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from signaling.config import Config
+from signaling.csrf import check_origin, origin_of
+from signaling.http_errors import ApiError, read_json
+from signaling.invites import (
+    COOKIE_NAME,
+    Consent,
+    InviteAccess,
+    binding_matches,
+    clean_display_name,
+    find_invite,
+    invite_access,
+    record_consent,
+    usable_for_page,
+)
+from signaling.logs import LOGGER_NAME, log_event
+from signaling.storage import Appointment, Storage
+from signaling.terms import TERMS_VERSION
+
+__all__ = ["PREFIX", "ClientApi"]
+
+PREFIX = "/api/client"
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+logger = logging.getLogger(LOGGER_NAME)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_CONSENT_FIELDS = {"terms_version", "accept_terms", "consent_processing", "display_name"}
+
+
+class ClientApi:
+    def __init__(self, config: Config, storage: Storage) -> None:
+        self._config = config
+        self._storage = storage
+        self._origin = origin_of(config.server.public_url)
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_get(f"{PREFIX}/{{token}}", _client_route("link", self.link))
+        router.add_post(f"{PREFIX}/{{token}}/consent", _client_route("consent", self.consent))
+
+    async def link(self, request: web.Request) -> web.Response:
+        """The link's state for the waiting-room page, and whether this browser holds it."""
+        appointment, cookie, access = await self._usable_link(request, "link", _now())
+        return web.json_response(
+            {
+                "state": "open" if access is InviteAccess.OK else "not_yet_open",
+                "starts_at": _iso(appointment.starts_at),
+                "opens_at": _iso(appointment.opens_at),
+                "valid_until": _iso(appointment.valid_until),
+                "terms_version": TERMS_VERSION,
+                "bound": binding_matches(appointment, cookie),
+            }
+        )
+
+    async def consent(self, request: web.Request) -> web.Response:
+        """Record consent and bind the link to this browser (or rename, for the bound browser).
+
+        CSRF: the client has no session before consent, so there is no CSRF token to check.
+        The defences are (1) the `Origin` check below, (2) the JSON content type that
+        `read_json` requires, which a cross-site form cannot send and a cross-site `fetch` can
+        send only after a CORS preflight we never answer, and (3) the SameSite=Strict cookie,
+        which a cross-site request does not carry, so it cannot rename a bound link. A forged
+        first consent would also need the secret token in the path.
+        """
+        check_origin(request, self._origin)
+        body = await read_json(request)
+        now = _now()
+        appointment, cookie, _ = await self._usable_link(request, "consent", now)
+        terms_version, display_name = _parse_consent(body)
+        consent = await record_consent(
+            self._storage, appointment, cookie, display_name, terms_version, now
+        )
+        if consent is None:
+            # Another browser won a race to bind it, or it was cancelled or reissued meanwhile.
+            raise _invalid_link("consent", InviteAccess.USED)
+        log_event(
+            logger,
+            "client_consented",
+            appointment_id=appointment.id,
+            renewed=appointment.client_binding_hash is not None,
+            named=display_name is not None,
+        )
+        response = web.json_response({"bound": True})
+        self._set_cookie(response, consent, now)
+        return response
+
+    async def _usable_link(
+        self, request: web.Request, route: str, now: dt.datetime
+    ) -> tuple[Appointment, str | None, InviteAccess]:
+        """The link's appointment, the browser's cookie and its access (OK or NOT_YET_OPEN);
+        404 `invalid_link` for everything else."""
+        appointment = await find_invite(self._storage, request.match_info["token"])
+        cookie = request.cookies.get(COOKIE_NAME)
+        access = invite_access(appointment, cookie, now)
+        if appointment is None or not usable_for_page(access):
+            raise _invalid_link(route, access)
+        return appointment, cookie, access
+
+    def _set_cookie(self, response: web.Response, consent: Consent, now: dt.datetime) -> None:
+        response.set_cookie(
+            COOKIE_NAME,
+            consent.binding_secret,
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            # TLS may end at a reverse proxy; an https public URL means the browser speaks TLS.
+            secure=self._config.server.tls or self._config.server.public_url.startswith("https://"),
+            # Until the last link bound to it expires; the server checks validity anyway.
+            max_age=math.ceil((consent.cookie_expires - now).total_seconds()),
+        )
+
+
+def _parse_consent(body: dict[str, Any]) -> tuple[str, str | None]:
+    """Validate a consent body; return the terms version and the cleaned display name."""
+    unknown = sorted(set(body) - _CONSENT_FIELDS)
+    if unknown:
+        raise ApiError(400, "invalid_request", f"Unknown field: {unknown[0]}")
+    terms_version = body.get("terms_version")
+    if not isinstance(terms_version, str):
+        raise ApiError(400, "invalid_request", "terms_version is required and must be a string")
+    for flag in ("accept_terms", "consent_processing"):
+        # Literally true: "yes", 1 or a missing field is no consent.
+        if body.get(flag) is not True:
+            raise ApiError(400, "invalid_request", f"{flag} must be true")
+    if terms_version != TERMS_VERSION:
+        raise ApiError(400, "terms_changed", "The terms have changed; read and accept them again")
+    try:
+        display_name = clean_display_name(body.get("display_name"))
+    except ValueError as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from None
+    return terms_version, display_name
+
+
+def _invalid_link(route: str, access: InviteAccess) -> ApiError:
+    # The reason is logged for counting; the answer is the same for every reason.
+    log_event(logger, "client_link_refused", route=route, reason=access.value)
+    return ApiError(404, "invalid_link", "This link is not valid")
+
+
+def _client_route(route: str, handler: Handler) -> Handler:
+    """Add `Cache-Control: no-store` to every answer, errors included, and keep the token out of
+    the crash log: the generic error middleware would log the path, which holds the token."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            exc.headers.update(NO_STORE)
+            raise
+        except (web.HTTPException, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log_event(
+                logger,
+                "unhandled_error",
+                logging.ERROR,
+                method=request.method,
+                route=route,
+                error=type(exc).__name__,
+            )
+            raise ApiError(500, "internal_error", "Internal server error", dict(NO_STORE)) from None
+        response.headers.update(NO_STORE)
+        return response
+
+    return wrapped
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
