@@ -16,10 +16,12 @@ from signaling.config import Config
 from signaling.credentials import load_or_create_session_secret
 from signaling.http_errors import MAX_BODY_BYTES, api_error_middleware
 from signaling.logs import LOGGER_NAME, log_event
+from signaling.relay_setup import CONSULTATIONS, live_media
 from signaling.routes_client import ClientApi
 from signaling.routes_integration import IntegrationApi
 from signaling.routes_therapist import TherapistApi
 from signaling.storage import Storage, open_storage
+from signaling.ws_endpoint import SignalingEndpoint
 
 __all__ = ["CONFIG", "SESSION_SECRET", "STORAGE", "create_app", "listen_url", "serve"]
 
@@ -71,6 +73,8 @@ def create_app(
     TherapistApi(config, storage).register(app.router)
     IntegrationApi(config, storage).register(app.router)
     ClientApi(config, storage).register(app.router)
+    SignalingEndpoint(config, storage, lambda: app[CONSULTATIONS]).register(app.router)
+    app.cleanup_ctx.append(live_media(config, storage))
     app.cleanup_ctx.append(_purge_periodically)
     return app
 

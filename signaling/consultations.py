@@ -1,0 +1,314 @@
+"""Live consultations: who sits in which appointment's room, and what each side is told.
+
+One ``Consultation`` per appointment that someone has joined. It enforces the two-person rule
+(one therapist seat, one client seat, one connection each -- a newer connection of the same person
+replaces the older one), drives the relay room, tells each side about the other (presence and
+media state only, never SDP or addresses), and on the end keeps nothing but the session's date
+and length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sfu import Relay, Room
+from signaling.logs import LOGGER_NAME, log_event
+from signaling.storage import Appointment, AppointmentState, Storage
+
+__all__ = ["SEATS", "Consultation", "ConsultationRegistry", "Participant"]
+
+logger = logging.getLogger(LOGGER_NAME)
+
+THERAPIST = "therapist"
+CLIENT = "client"
+SEATS = (THERAPIST, CLIENT)
+
+CLOSE_REPLACED = 4009
+CLOSE_ENDED = 4004
+
+
+class Participant(Protocol):
+    """One browser's signaling connection. Both calls queue and return at once."""
+
+    def send(self, message: dict[str, Any]) -> None: ...
+
+    def close(self, code: int) -> None: ...
+
+
+def _message(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"v": 1, "type": kind, **fields}
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Consultation:
+    def __init__(
+        self,
+        appointment: Appointment,
+        relay: Relay,
+        storage: Storage,
+        on_change: Callable[[Consultation], None],
+        clock: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
+        self.appointment_id = appointment.id
+        self.therapist_id = appointment.therapist_id
+        self.valid_until = appointment.valid_until
+        self.client_name = appointment.client_display_name
+        self.both_present_at = appointment.both_present_at
+        self.ended = False
+        self._relay = relay
+        self._storage = storage
+        self._on_change = on_change
+        self._clock = clock
+        self._seats: dict[str, Participant | None] = dict.fromkeys(SEATS)
+        self._media: dict[str, str] = {}
+        self._room: Room | None = None
+        self._last_together: dt.datetime | None = None
+        self._lock = asyncio.Lock()  # joins, leaves and the end never interleave
+
+    # --- presence ---------------------------------------------------------------------------
+
+    def present(self, seat: str) -> bool:
+        return self._seats[seat] is not None
+
+    @property
+    def status(self) -> str:
+        """The dashboard's view: invited, waiting, in_call or ended."""
+        if self.ended:
+            return AppointmentState.ENDED.value
+        if self.present(THERAPIST) and self.present(CLIENT):
+            return AppointmentState.IN_CALL.value
+        if self.present(CLIENT):
+            return AppointmentState.WAITING.value
+        return "invited"
+
+    async def join(
+        self, seat: str, participant: Participant, client_name: str | None = None
+    ) -> dict:
+        """Seat ``participant``; returns what it should be told about the other side."""
+        async with self._lock:
+            old = self._seats[seat]
+            if old is not None and old is not participant:
+                old.send(_message("error", code="replaced", message="Joined from elsewhere"))
+                old.close(CLOSE_REPLACED)
+            self._seats[seat] = participant
+            if seat == CLIENT and client_name is not None:
+                self.client_name = client_name
+            other = self._other(seat)
+            other_participant = self._seats[other]
+            if other_participant is not None:
+                other_participant.send(self._peer_message(other, "present"))
+            await self._update_together()
+            self._on_change(self)
+            return self._peer_view(seat)
+
+    async def leave(self, seat: str, participant: Participant) -> None:
+        """``participant`` left (or vanished); a replaced connection leaving changes nothing."""
+        async with self._lock:
+            if self._seats.get(seat) is not participant:
+                return
+            self._seats[seat] = None
+            self._media.pop(seat, None)
+            if self._room is not None:
+                await self._room.disconnect(seat)
+            other = self._seats[self._other(seat)]
+            if other is not None:
+                other.send(self._peer_message(self._other(seat), "gone"))
+            await self._update_together()
+            self._on_change(self)
+
+    # --- media ------------------------------------------------------------------------------
+
+    async def offer(self, seat: str, sdp: str) -> str:
+        """Hand the seat's offer to the relay (a second offer replaces its peer connection)."""
+        if self._room is None:
+            self._room = self._relay.create_room()
+            self._room.on_leg_state = self._leg_state_changed
+        return await self._room.connect(seat, sdp)
+
+    async def candidate(
+        self, seat: str, candidate: str | None, sdp_mid: str | None, index: int | None
+    ) -> None:
+        if self._room is not None:
+            await self._room.add_ice_candidate(seat, candidate, sdp_mid, index)
+
+    def relay_e2ee(self, seat: str, payload: dict) -> None:
+        """Key-exchange messages of the end-to-end encryption, passed on unread."""
+        other = self._seats[self._other(seat)]
+        if other is not None:
+            other.send(_message("e2ee", payload=payload))
+
+    def _leg_state_changed(self, seat: str, state: str) -> None:
+        self._media[seat] = state
+        participant = self._seats.get(seat)
+        if participant is not None:
+            participant.send(_message("media", state=state))
+        other = self._seats.get(self._other(seat))
+        if other is not None and participant is not None:
+            peer_state = "connected" if state == "connected" else "present"
+            other.send(self._peer_message(self._other(seat), peer_state))
+
+    # --- the end ----------------------------------------------------------------------------
+
+    async def end(self, reason: str) -> None:
+        """End for both: tell them, close the room, keep only the date and length."""
+        async with self._lock:
+            if self.ended:
+                return
+            self.ended = True
+            now = self._clock()
+            if self.present(THERAPIST) and self.present(CLIENT):
+                self._last_together = now
+            for seat, participant in self._seats.items():
+                if participant is not None:
+                    participant.send(_message("ended", reason=reason))
+                    participant.close(CLOSE_ENDED)
+                self._seats[seat] = None
+            if self._room is not None:
+                await self._room.close()
+                self._room = None
+            await self._record_end(now, reason)
+            self._on_change(self)
+
+    async def _record_end(self, now: dt.datetime, reason: str) -> None:
+        state = AppointmentState.CANCELLED if reason == "cancelled" else AppointmentState.ENDED
+        try:
+            await self._storage.update_appointment(
+                self.appointment_id,
+                state=state,
+                ended_at=now,
+                invite_token_hash=None,  # the link ends with the session
+            )
+            if self.both_present_at is not None:
+                until = self._last_together or now
+                seconds = max(int((until - self.both_present_at).total_seconds()), 0)
+                await self._storage.record_session_statistic(
+                    self.therapist_id, self.both_present_at.date(), seconds
+                )
+        except Exception:
+            log_event(logger, "session_end_not_recorded", logging.ERROR, exc_info=True)
+        log_event(logger, "session_ended", appointment=self.appointment_id)
+
+    # --- internals --------------------------------------------------------------------------
+
+    async def _update_together(self) -> None:
+        both = self.present(THERAPIST) and self.present(CLIENT)
+        now = self._clock()
+        if both:
+            self._last_together = None
+            if self.both_present_at is None:
+                self.both_present_at = now.replace(microsecond=0)
+                await self._storage.update_appointment(
+                    self.appointment_id,
+                    both_present_at=self.both_present_at,
+                    state=AppointmentState.IN_CALL,
+                )
+                return
+        elif self._last_together is None and self.both_present_at is not None:
+            self._last_together = now
+        state = {
+            "in_call": AppointmentState.IN_CALL,
+            "waiting": AppointmentState.WAITING,
+        }.get(self.status, AppointmentState.SCHEDULED)
+        await self._storage.update_appointment(self.appointment_id, state=state)
+
+    def _peer_view(self, seat: str) -> dict:
+        other = self._other(seat)
+        if not self.present(other):
+            state = "absent"
+        elif self._media.get(other) == "connected":
+            state = "connected"
+        else:
+            state = "present"
+        return self._peer_fields(seat, state)
+
+    def _peer_fields(self, seat: str, state: str) -> dict:
+        fields: dict[str, Any] = {"state": state}
+        if seat == THERAPIST and self.client_name and state != "absent":
+            fields["name"] = self.client_name  # only the therapist sees the client's name
+        return fields
+
+    def _peer_message(self, receiver_seat: str, state: str) -> dict:
+        return _message("peer", **self._peer_fields(receiver_seat, state))
+
+    @staticmethod
+    def _other(seat: str) -> str:
+        return CLIENT if seat == THERAPIST else THERAPIST
+
+
+class ConsultationRegistry:
+    """All live consultations, and the dashboards watching them."""
+
+    def __init__(
+        self, relay: Relay, storage: Storage, clock: Callable[[], dt.datetime] = _utcnow
+    ) -> None:
+        self.relay = relay
+        self._storage = storage
+        self._clock = clock
+        self._consultations: dict[int, Consultation] = {}
+        self._watchers: dict[int, set[Participant]] = {}
+
+    def get(self, appointment_id: int) -> Consultation | None:
+        return self._consultations.get(appointment_id)
+
+    def open(self, appointment: Appointment) -> Consultation:
+        consultation = self._consultations.get(appointment.id)
+        if consultation is None or consultation.ended:
+            consultation = Consultation(
+                appointment, self.relay, self._storage, self._changed, self._clock
+            )
+            self._consultations[appointment.id] = consultation
+        return consultation
+
+    async def end(self, appointment_id: int, reason: str) -> None:
+        consultation = self._consultations.get(appointment_id)
+        if consultation is not None:
+            await consultation.end(reason)
+
+    async def expire(self) -> None:
+        """End every consultation whose appointment's validity has run out."""
+        now = self._clock()
+        for consultation in list(self._consultations.values()):
+            if consultation.valid_until <= now:
+                await consultation.end("expired")
+
+    async def close_all(self, reason: str) -> None:
+        for consultation in list(self._consultations.values()):
+            await consultation.end(reason)
+
+    @property
+    def active(self) -> list[Consultation]:
+        return [c for c in self._consultations.values() if not c.ended]
+
+    def watch(self, therapist_id: int, participant: Participant) -> None:
+        self._watchers.setdefault(therapist_id, set()).add(participant)
+        for consultation in self.active:
+            if consultation.therapist_id == therapist_id:
+                participant.send(self._status(consultation))
+
+    def unwatch(self, therapist_id: int, participant: Participant) -> None:
+        watchers = self._watchers.get(therapist_id)
+        if watchers is not None:
+            watchers.discard(participant)
+            if not watchers:
+                del self._watchers[therapist_id]
+
+    def _changed(self, consultation: Consultation) -> None:
+        if consultation.ended:
+            self._consultations.pop(consultation.appointment_id, None)
+        for watcher in self._watchers.get(consultation.therapist_id, ()):
+            watcher.send(self._status(consultation))
+
+    @staticmethod
+    def _status(consultation: Consultation) -> dict:
+        fields: dict[str, Any] = {"appointment": consultation.appointment_id}
+        fields["state"] = consultation.status
+        if consultation.client_name and consultation.status in ("waiting", "in_call"):
+            fields["client_name"] = consultation.client_name
+        return _message("status", **fields)

@@ -1,0 +1,329 @@
+"""The signaling WebSocket ``/ws``: authentication, the two-person rule, SDP and ICE to the relay.
+
+One connection per browser page. Refusals go out as an ``error`` message with a code from the
+fixed set in docs/protocol.md, followed by a close where the connection cannot go on. Nothing a
+browser sends reaches the other browser except ``e2ee`` payloads, which are passed on unread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from sfu import InvalidOffer, RelayError
+from signaling import invites
+from signaling.config import Config
+from signaling.consultations import CLIENT, THERAPIST, Consultation, ConsultationRegistry
+from signaling.csrf import origin_of
+from signaling.login_sessions import SignedIn, current_session
+from signaling.logs import LOGGER_NAME, log_event
+from signaling.storage import Appointment, Storage
+from signaling.turn_credentials import ice_servers_for_participant
+from signaling.ws_messages import BadMessage, Message, parse_message
+
+__all__ = ["Connection", "SignalingEndpoint"]
+
+logger = logging.getLogger(LOGGER_NAME)
+
+HEARTBEAT_SECONDS = 10.0  # ping every 10 s; aiohttp closes after a missed pong (~15 s)
+RATE_CAPACITY = 50  # messages ...
+RATE_WINDOW = 10.0  # ... per 10 seconds: ICE trickling is bursty, a flood is not
+
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_REFUSED = 4003
+CLOSE_RATE_LIMITED = 4029
+CLOSE_INTERNAL = 1011
+
+
+_CLIENT_REFUSALS = {
+    invites.InviteAccess.INVALID: ("unauthorized", "this link is not valid", CLOSE_UNAUTHORIZED),
+    invites.InviteAccess.USED: ("used", "this link was used in another browser", CLOSE_REFUSED),
+    invites.InviteAccess.EXPIRED: ("expired", "the appointment has ended", CLOSE_REFUSED),
+    invites.InviteAccess.NOT_YET_OPEN: ("expired", "the room is not open yet", CLOSE_REFUSED),
+    invites.InviteAccess.CANCELLED: ("cancelled", "the appointment was cancelled", CLOSE_REFUSED),
+}
+
+
+class Refusal(Exception):
+    """A join or action that the rules refuse; ``code`` is one of the protocol's error codes."""
+
+    def __init__(self, code: str, message: str, close: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.close = close
+
+
+class Connection:
+    """A browser's socket as a ``Participant``: sends are queued and written in order."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self._ws = ws
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._closing = False
+        self._writer = asyncio.create_task(self._write())
+
+    def send(self, message: dict[str, Any]) -> None:
+        if not self._closing:
+            self._queue.put_nowait(("send", message))
+
+    def close(self, code: int) -> None:
+        if not self._closing:
+            self._closing = True
+            self._queue.put_nowait(("close", code))
+
+    async def finish(self) -> None:
+        """Let queued messages go out, then stop the writer."""
+        self.close(1000)
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._writer), 2.0)
+        self._writer.cancel()
+
+    async def _write(self) -> None:
+        while True:
+            action, value = await self._queue.get()
+            try:
+                if action == "send":
+                    await self._ws.send_json(value)
+                else:
+                    await self._ws.close(code=value)
+                    return
+            except (ConnectionError, RuntimeError):
+                return  # the browser is gone; the reader notices and cleans up
+
+
+class RateLimit:
+    """A token bucket: ``capacity`` messages, refilled evenly over ``window`` seconds."""
+
+    def __init__(self, capacity: int = RATE_CAPACITY, window: float = RATE_WINDOW) -> None:
+        self._capacity = capacity
+        self._rate = capacity / window
+        self._tokens = float(capacity)
+        self._last = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+@dataclass
+class _State:
+    """What one connection has become: a seat in a consultation, a dashboard watcher, or neither."""
+
+    signed_in: SignedIn | None
+    client_cookie: str | None
+    seat: str | None = None
+    consultation: Consultation | None = None
+    watching: int | None = None
+    limit: RateLimit = field(default_factory=RateLimit)
+
+
+class SignalingEndpoint:
+    def __init__(
+        self,
+        config: Config,
+        storage: Storage,
+        registry: Callable[[], ConsultationRegistry],
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._config = config
+        self._storage = storage
+        self._registry = registry
+        self._clock = clock
+        self._origin = origin_of(config.server.public_url)
+        self.rejections: dict[str, int] = {}
+        self._handlers: dict[str, Callable[[_State, Message, Connection], Awaitable[None]]] = {
+            "join": self._join,
+            "offer": self._offer,
+            "reconnect": self._offer,
+            "candidate": self._candidate,
+            "e2ee": self._e2ee,
+            "leave": self._leave,
+            "end": self._end,
+            "watch": self._watch,
+        }
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/ws", self.handle)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.lower() != self._origin:
+            # a page elsewhere must not ride on the browser's cookies (cross-site WebSocket
+            # hijacking); non-browser clients send no Origin and still need the cookies
+            raise web.HTTPForbidden(text="Cross-origin WebSocket refused")
+        ws = web.WebSocketResponse(
+            heartbeat=HEARTBEAT_SECONDS,
+            max_msg_size=self._config.limits.websocket_max_message_bytes,
+        )
+        await ws.prepare(request)
+        connection = Connection(ws)
+        state = _State(
+            signed_in=await current_session(request, self._storage),
+            client_cookie=request.cookies.get(invites.COOKIE_NAME),
+        )
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    if not await self._receive(state, msg.data, connection):
+                        break
+                elif msg.type == WSMsgType.BINARY:
+                    self._error(connection, "bad_message", "messages are JSON text")
+                else:
+                    break
+        finally:
+            await self._forget(state, connection)
+            await connection.finish()
+        return ws
+
+    # --- dispatch ---------------------------------------------------------------------------
+
+    async def _receive(self, state: _State, text: str, connection: Connection) -> bool:
+        """Handle one message; False when the connection must end."""
+        if not state.limit.allow():
+            self._refuse(
+                connection, Refusal("rate_limited", "too many messages", CLOSE_RATE_LIMITED)
+            )
+            return False
+        try:
+            message = parse_message(text)
+            await self._handlers[message.type](state, message, connection)
+        except BadMessage as exc:
+            self._error(connection, "bad_message", str(exc))
+        except Refusal as refusal:
+            self._refuse(connection, refusal)
+            return refusal.close is None
+        except InvalidOffer as exc:
+            self._error(connection, "invalid_offer", str(exc))
+        except RelayError:
+            self._error(connection, "relay_unavailable", "no media capacity left; try again later")
+        except Exception as exc:
+            # only the type: an exception's text may carry what the browser sent
+            log_event(logger, "signaling_error", logging.ERROR, error=type(exc).__name__)
+            self._error(connection, "internal", "internal error")
+            connection.close(CLOSE_INTERNAL)
+            return False
+        return True
+
+    def _error(self, connection: Connection, code: str, message: str) -> None:
+        connection.send({"v": 1, "type": "error", "code": code, "message": message})
+
+    def _refuse(self, connection: Connection, refusal: Refusal) -> None:
+        self.rejections[refusal.code] = self.rejections.get(refusal.code, 0) + 1
+        log_event(logger, "join_refused", reason=refusal.code)
+        self._error(connection, refusal.code, str(refusal))
+        if refusal.close is not None:
+            connection.close(refusal.close)
+
+    # --- messages ---------------------------------------------------------------------------
+
+    async def _join(self, state: _State, message: Message, connection: Connection) -> None:
+        if state.seat is not None:
+            raise BadMessage("already joined; send leave first")
+        if message.appointment is not None:
+            appointment, seat = (
+                await self._therapist_appointment(state, message.appointment),
+                THERAPIST,
+            )
+        else:
+            appointment, seat = await self._client_appointment(state, message.invite or ""), CLIENT
+        consultation = self._registry().open(appointment)
+        name = appointment.client_display_name if seat == CLIENT else None
+        peer = await consultation.join(seat, connection, name)
+        state.seat, state.consultation = seat, consultation
+        connection.send(
+            {
+                "v": 1,
+                "type": "joined",
+                "seat": seat,
+                "ice_servers": ice_servers_for_participant(self._config.media),
+                "e2ee": self._config.media.e2ee,
+                "peer": peer,
+            }
+        )
+
+    async def _therapist_appointment(self, state: _State, appointment_id: int) -> Appointment:
+        if state.signed_in is None:
+            raise Refusal("unauthorized", "sign in first", CLOSE_UNAUTHORIZED)
+        appointment = await self._storage.get_appointment(appointment_id)
+        if appointment is None or appointment.therapist_id != state.signed_in.therapist.id:
+            raise Refusal("unauthorized", "no such appointment", CLOSE_UNAUTHORIZED)
+        self._check_open(appointment)
+        return appointment
+
+    async def _client_appointment(self, state: _State, token: str) -> Appointment:
+        appointment = await invites.find_invite(self._storage, token)
+        access = invites.invite_access(appointment, state.client_cookie, self._clock())
+        refusal = _CLIENT_REFUSALS.get(access)
+        if refusal is not None:
+            raise Refusal(*refusal)
+        if appointment is None or not invites.binding_matches(appointment, state.client_cookie):
+            raise Refusal("unauthorized", "accept the terms and consent first", CLOSE_UNAUTHORIZED)
+        return appointment
+
+    def _check_open(self, appointment: Appointment) -> None:
+        """The therapist may enter early to get ready, but not after the end or a cancel."""
+        status = invites.invite_status(appointment, self._clock())
+        if status is invites.InviteStatus.CANCELLED:
+            raise Refusal("cancelled", "the appointment was cancelled", CLOSE_REFUSED)
+        if status is invites.InviteStatus.EXPIRED:
+            raise Refusal("expired", "the appointment has ended", CLOSE_REFUSED)
+
+    def _seated(self, state: _State) -> tuple[Consultation, str]:
+        if state.consultation is None or state.seat is None or state.consultation.ended:
+            raise BadMessage("join first")
+        return state.consultation, state.seat
+
+    async def _offer(self, state: _State, message: Message, connection: Connection) -> None:
+        consultation, seat = self._seated(state)
+        answer = await consultation.offer(seat, message.sdp or "")
+        connection.send({"v": 1, "type": "answer", "sdp": answer})
+
+    async def _candidate(self, state: _State, message: Message, connection: Connection) -> None:
+        consultation, seat = self._seated(state)
+        await consultation.candidate(
+            seat, message.candidate, message.sdp_mid, message.sdp_mline_index
+        )
+
+    async def _e2ee(self, state: _State, message: Message, connection: Connection) -> None:
+        consultation, seat = self._seated(state)
+        consultation.relay_e2ee(seat, message.payload or {})
+
+    async def _leave(self, state: _State, message: Message, connection: Connection) -> None:
+        consultation, seat = self._seated(state)
+        await consultation.leave(seat, connection)
+        state.seat = state.consultation = None
+
+    async def _end(self, state: _State, message: Message, connection: Connection) -> None:
+        consultation, seat = self._seated(state)
+        if seat != THERAPIST:
+            raise BadMessage("only the therapist can end the session")
+        await consultation.end("therapist_ended")
+
+    async def _watch(self, state: _State, message: Message, connection: Connection) -> None:
+        if state.signed_in is None:
+            raise Refusal("unauthorized", "sign in first", CLOSE_UNAUTHORIZED)
+        if state.watching is None:
+            state.watching = state.signed_in.therapist.id
+            self._registry().watch(state.watching, connection)
+
+    async def _forget(self, state: _State, connection: Connection) -> None:
+        if state.consultation is not None and state.seat is not None:
+            try:
+                await state.consultation.leave(state.seat, connection)
+            except Exception as exc:
+                log_event(logger, "leave_failed", logging.ERROR, error=type(exc).__name__)
+        if state.watching is not None:
+            self._registry().unwatch(state.watching, connection)
