@@ -111,6 +111,8 @@ class SqliteStorage(Storage):
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA foreign_keys=ON")
         connection.execute("PRAGMA busy_timeout=5000")
+        # Purged names and notes must be gone from the file, not left in free pages.
+        connection.execute("PRAGMA secure_delete=ON")
         self._connection = connection
 
     @property
@@ -514,6 +516,9 @@ class SqliteStorage(Storage):
                 statistics = self._db.execute(
                     "DELETE FROM session_statistics WHERE session_date < ?", (cutoff_date,)
                 ).rowcount
+            if appointments or statistics:
+                # the write-ahead log still holds the old pages; fold it back and empty it
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return PurgeResult(appointments_purged=appointments, statistics_deleted=statistics)
 
         return await self._run(purge)

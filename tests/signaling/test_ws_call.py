@@ -343,3 +343,79 @@ async def test_a_flood_of_messages_is_cut_off(server):
         assert side.ws.close_code == 4029
     finally:
         await side.close()
+
+
+async def test_the_same_browser_rejoins_after_a_drop(server):
+    therapist, appointment_id, token = await book(server)
+    client = await consenting_client(server, token)
+    try:
+        await therapist.connect()
+        await therapist.send(type="join", appointment=appointment_id)
+        await therapist.next("joined")
+        await client.connect()
+        await client.send(type="join", invite=token)
+        await client.next("joined")
+        await client.ws.close()  # the network drops; the cookie stays in this browser
+        assert (await therapist.next("peer"))["state"] == "present"
+        assert (await therapist.next("peer"))["state"] == "gone"
+        await client.connect()
+        await client.send(type="join", invite=token)
+        assert (await client.next("joined"))["peer"]["state"] == "present"
+        assert (await therapist.next("peer"))["state"] == "present"
+    finally:
+        await therapist.close()
+        await client.close()
+
+
+async def test_a_vanished_browser_is_reported_gone_to_the_other_side(server, monkeypatch):
+    import signaling.ws_endpoint
+
+    monkeypatch.setattr(signaling.ws_endpoint, "HEARTBEAT_SECONDS", 0.5)
+    therapist, appointment_id, token = await book(server)
+    client = await consenting_client(server, token)
+    try:
+        await therapist.connect()
+        await therapist.send(type="join", appointment=appointment_id)
+        await therapist.next("joined")
+        await client.connect()
+        await client.send(type="join", invite=token)
+        await client.next("joined")
+        # the client stops reading: it answers no more pings, as a browser whose laptop lid
+        # closed; the server must notice without any close frame
+        assert (await therapist.next("peer"))["state"] == "present"
+        assert (await therapist.next("peer", timeout=5))["state"] == "gone"
+    finally:
+        await therapist.close()
+        await client.close()
+
+
+async def test_after_the_purge_only_date_and_length_of_the_session_remain(server):
+    therapist, appointment_id, token = await book(server)
+    client = await consenting_client(server, token, name="Kim")
+    try:
+        for side, join in (
+            (therapist, {"appointment": appointment_id}),
+            (client, {"invite": token}),
+        ):
+            await side.connect()
+            await side.send(type="join", **join)
+            await side.next("joined")
+        await therapist.send(type="end")
+        await therapist.next("ended")
+    finally:
+        await therapist.close()
+        await client.close()
+    appointment = await server.storage.get_appointment(appointment_id)
+    later = appointment.valid_until + dt.timedelta(minutes=1)
+    await server.storage.purge(later, retention_days=90)
+    purged = await server.storage.get_appointment(appointment_id)
+    assert (purged.client_display_name, purged.note, purged.consent_at) == (None, None, None)
+    assert (purged.client_binding_hash, purged.terms_version, purged.invite_token_hash) == (
+        None,
+        None,
+        None,
+    )
+    alice = await server.storage.get_therapist("alice")
+    [statistic] = await server.storage.list_session_statistics(alice.id)
+    assert statistic.session_date == appointment.both_present_at.date()
+    assert b"Kim" not in server.database_bytes()
