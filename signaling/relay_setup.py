@@ -17,7 +17,7 @@ from signaling.consultations import ConsultationRegistry
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.storage import Storage
 
-__all__ = ["CONSULTATIONS", "RELAY", "live_media", "relay_config"]
+__all__ = ["CONSULTATIONS", "RELAY", "end_live_session", "live_media", "relay_config"]
 
 RELAY = web.AppKey("relay", Relay)
 CONSULTATIONS = web.AppKey("consultations", ConsultationRegistry)
@@ -67,3 +67,10 @@ async def _expire_periodically(registry: ConsultationRegistry) -> None:
             await registry.expire()
         except Exception as exc:
             log_event(logger, "expiry_failed", logging.ERROR, error=type(exc).__name__)
+
+
+async def end_live_session(app: web.Application, appointment_id: int, reason: str) -> None:
+    """End the appointment's consultation, if one is live: its participants are told at once."""
+    registry = app.get(CONSULTATIONS)
+    if registry is not None:
+        await registry.end(appointment_id, reason)

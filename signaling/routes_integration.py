@@ -20,6 +20,7 @@ from signaling.config import Config
 from signaling.credentials import hash_token, token_matches
 from signaling.http_errors import ApiError, read_json
 from signaling.logs import LOGGER_NAME, log_event
+from signaling.relay_setup import end_live_session
 from signaling.storage import ApiKey, Appointment, AppointmentState, Storage, Therapist
 
 __all__ = ["PREFIX", "IntegrationApi"]
@@ -71,6 +72,7 @@ class IntegrationApi:
             log_event(
                 logger, "appointment_cancelled", appointment_id=appointment.id, api_key=key.name
             )
+            await end_live_session(request.app, appointment.id, "cancelled")
         therapist = await self._storage.get_therapist_by_id(appointment.therapist_id)
         return web.json_response(self._json(appointment, therapist))
 

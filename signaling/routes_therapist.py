@@ -38,6 +38,7 @@ from signaling.login_sessions import (
 )
 from signaling.login_throttle import LoginThrottle
 from signaling.logs import LOGGER_NAME, log_event, render_ip
+from signaling.relay_setup import end_live_session
 from signaling.storage import Appointment, AppointmentState, Storage
 
 __all__ = ["PREFIX", "TherapistApi"]
@@ -172,6 +173,7 @@ class TherapistApi:
             ensure_changeable(appointment)
             appointment = await self._storage.cancel_appointment(appointment.id)
             log_event(logger, "appointment_cancelled", appointment_id=appointment.id)
+            await end_live_session(request.app, appointment.id, "cancelled")
         return web.json_response(appointment_json(appointment))
 
     async def reissue_invite(self, request: web.Request, signed_in: SignedIn) -> web.Response:

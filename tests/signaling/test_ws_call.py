@@ -419,3 +419,25 @@ async def test_after_the_purge_only_date_and_length_of_the_session_remain(server
     [statistic] = await server.storage.list_session_statistics(alice.id)
     assert statistic.session_date == appointment.both_present_at.date()
     assert b"Kim" not in server.database_bytes()
+
+
+async def test_cancelling_a_live_appointment_ends_it_for_everyone_in_the_room(server):
+    therapist, appointment_id, _ = await book(server)
+    http, csrf = await server.signed_in("alice")
+    try:
+        await therapist.connect()
+        await therapist.send(type="join", appointment=appointment_id)
+        await therapist.next("joined")
+        status, _, _ = await call(
+            http,
+            "DELETE",
+            f"/api/therapist/appointments/{appointment_id}",
+            headers={"X-CSRF-Token": csrf, "Origin": PUBLIC_URL},
+        )
+        assert status == 200
+        assert (await therapist.next("ended"))["reason"] == "cancelled"
+        appointment = await server.storage.get_appointment(appointment_id)
+        assert appointment.state == AppointmentState.CANCELLED
+    finally:
+        await therapist.close()
+        await http.close()
