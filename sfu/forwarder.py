@@ -54,6 +54,7 @@ class Counters:
         "keyframe_requests_sent",
         "nack_upstream",
         "nacks_received",
+        "packets_lost",
         "retransmit_hits",
         "retransmit_misses",
         "video_bytes",
@@ -376,8 +377,13 @@ class Forwarder:
         self.sink.wire.send_rtcp(rtcp.build_sender_report(translated))
 
     def receiver_report_blocks(self, now: float) -> list[rtcp.ReportBlock]:
-        """Report blocks about what the relay receives from the source (for its RR)."""
-        return [r.report_block(now) for r in self._reception.values()]
+        """Report blocks about what the relay receives from the source (for its RR); also
+        counts the packets lost on the source's leg since the last report."""
+        blocks = []
+        for reception in self._reception.values():
+            blocks.append(reception.report_block(now))
+            self.counters.packets_lost += reception.lost_in_last_interval
+        return blocks
 
     # --- RTCP from the sink -----------------------------------------------------------------
 

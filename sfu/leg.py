@@ -35,6 +35,7 @@ class Leg:
         latency: LatencyHistogram | None = None,
     ) -> None:
         self.state = "new"
+        self.failure: str | None = None  # "ice" or "dtls" once the leg failed
         self.endpoint: Endpoint | None = None
         self.wire: Wire | None = None
         self.errors = 0
@@ -155,6 +156,7 @@ class Leg:
             return
         state = self._pc.connectionState
         if state == "failed":
+            self.failure = "ice" if self._pc.iceConnectionState == "failed" else "dtls"
             self._set_state("failed")
         elif state == "closed":
             self._set_state("closed")

@@ -22,6 +22,7 @@ class ReceptionStats:
         "last_sr",
         "last_sr_time",
         "last_transit",
+        "lost_in_last_interval",
         "max_seq",
         "received",
         "received_prior",
@@ -41,6 +42,7 @@ class ReceptionStats:
         self.last_transit: float | None = None
         self.last_sr = 0  # middle 32 bits of the last SR's NTP time
         self.last_sr_time = 0.0
+        self.lost_in_last_interval = 0
 
     def update(self, seq: int, timestamp: int, now: float) -> None:
         delta = (seq - self.max_seq) % SEQ_MOD
@@ -76,6 +78,7 @@ class ReceptionStats:
         self.expected_prior = expected
         self.received_prior = self.received
         lost_interval = expected_interval - received_interval
+        self.lost_in_last_interval = max(lost_interval, 0)
         fraction = 0
         if expected_interval > 0 and lost_interval > 0:
             fraction = min((lost_interval << 8) // expected_interval, 255)

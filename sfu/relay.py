@@ -12,6 +12,7 @@ from .errors import RelayFull
 from .latency import LatencyHistogram
 from .ports import PortRange
 from .room import Room
+from .totals import RelayTotals
 
 
 class Relay:
@@ -20,6 +21,7 @@ class Relay:
         self.ports = PortRange(config.udp_port_min, config.udp_port_max)
         self._rooms: dict[str, Room] = {}
         self.latency = LatencyHistogram()  # every leg's sampled receive-to-send delay
+        self.totals = RelayTotals()
         self._gather = GatherPolicy(
             addresses=tuple(gather_addresses(config)),
             bind_port=self.ports.bind,
@@ -42,9 +44,17 @@ class Relay:
             report_interval=self.config.receiver_report_interval,
             on_close=lambda r: self._rooms.pop(r.id, None),
             latency=self.latency,
+            totals=self.totals,
         )
         self._rooms[room_id] = room
+        self.totals.rooms_created += 1
         return room
+
+    def forwarding_totals(self) -> dict[str, int]:
+        """Packets, bytes, keyframe requests, NACKs, retransmissions, loss since start."""
+        return self.totals.forwarding(
+            f.counters for room in self._rooms.values() for f in room.forwarders()
+        )
 
     async def close(self) -> None:
         for room in list(self._rooms.values()):

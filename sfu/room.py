@@ -14,6 +14,7 @@ from .errors import RoomClosed, RoomFull
 from .forwarder import Forwarder
 from .latency import LatencyHistogram
 from .leg import Leg
+from .totals import RelayTotals
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Room:
         report_interval: float = 1.0,
         on_close: Callable[[Room], None] | None = None,
         latency: LatencyHistogram | None = None,
+        totals: RelayTotals | None = None,
     ) -> None:
         self.id = room_id
         self.on_leg_state: Callable[[str, str], None] | None = None
@@ -52,6 +54,7 @@ class Room:
         self._report_interval = report_interval
         self._on_close = on_close
         self._latency = latency
+        self._totals = totals
         self._legs: dict[str, Leg] = {}
         self._forwarders: dict[str, Forwarder] = {}  # by source seat
         self._reports = asyncio.ensure_future(self._send_receiver_reports())
@@ -115,6 +118,8 @@ class Room:
         self._reports.cancel()
         for seat in list(self._legs):
             await self.disconnect(seat)
+        if self._totals is not None:
+            self._totals.retire(f.counters for f in self._forwarders.values())
         if self._on_close is not None:
             self._on_close(self)
 
@@ -152,6 +157,13 @@ class Room:
     def _leg_state_changed(self, seat: str, leg: Leg, state: str) -> None:
         if self._legs.get(seat) is not leg:
             return  # a replaced leg's last words
+        if self._totals is not None:
+            if state == "connected":
+                self._totals.legs_connected += 1
+            elif state == "failed" and leg.failure == "ice":
+                self._totals.ice_failures += 1
+            elif state == "failed":
+                self._totals.dtls_failures += 1
         if state == "connected" and leg.endpoint is not None:
             self._forwarders[seat].set_source(leg.endpoint)
             other = self._other_forwarder(seat)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -153,3 +154,32 @@ async def test_behind_1to1_nat_the_answer_announces_the_public_address(peers):
         await relay.close()
     hosts = set(re.findall(r"^a=candidate:\S+ \d \S+ \d+ (\S+) \d+ typ host", answer, re.M))
     assert hosts == {"203.0.113.7"}
+
+
+async def test_forwarding_totals_outlive_the_room(relay, peers):
+    room = relay.create_room()
+    a, b = peers(RED_BLUE, tone=440), peers(GREEN_WHITE, tone=880)
+    await join(room, "a", a)
+    await join(room, "b", b)
+    assert await b.wait_for(lambda r: r.video_frames >= 5)
+    live = relay.forwarding_totals()["video_packets"]
+    await room.close()
+    after = relay.forwarding_totals()
+    assert after["video_packets"] >= live > 0
+    assert relay.totals.rooms_created == 1 and relay.totals.legs_connected == 2
+
+
+async def test_a_leg_whose_ice_never_completes_counts_as_an_ice_failure(relay, peers):
+    room = relay.create_room()
+    states = []
+    room.on_leg_state = lambda seat, state: states.append(state)
+    offer = await peers(RED_BLUE, tone=440).offer()
+    bare = re.sub(r"^a=(candidate:.*|end-of-candidates)\r?\n", "", offer, flags=re.M)
+    await room.connect("a", bare)  # the peer never gets the answer, so it never checks
+    await room.add_ice_candidate("a", None, None, None)
+    for _ in range(100):
+        if "failed" in states:
+            break
+        await asyncio.sleep(0.1)
+    assert states[-1] == "failed"
+    assert relay.totals.ice_failures == 1 and relay.totals.dtls_failures == 0

@@ -658,3 +658,13 @@ def test_packet_whose_extension_runs_past_the_end_is_dropped_when_legs_agree_on_
     truncated = rtp_packet(10, extensions=[(2, b"\x01\x02\x03")], payload=b"")
     call.forwarder.on_rtp(truncated[:-2])
     assert (call.sink.rtp, call.forwarder.counters.dropped) == ([], 1)
+
+
+def test_loss_on_the_source_leg_is_counted_once_per_report_interval(clock):
+    call = connect()
+    for seq in (10, 11, 14, 15):  # 12 and 13 never arrive
+        call.forwarder.on_rtp(rtp_packet(seq))
+    call.forwarder.receiver_report_blocks(clock.now)
+    assert call.forwarder.counters.packets_lost == 2
+    call.forwarder.receiver_report_blocks(clock.now)
+    assert call.forwarder.counters.packets_lost == 2
