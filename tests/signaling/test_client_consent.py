@@ -63,6 +63,21 @@ async def test_the_cookie_is_secure_when_the_public_url_is_https(tmp_path: Path)
     assert client_cookie(headers)["secure"] is True
 
 
+async def test_the_cookie_is_secure_when_the_server_runs_tls(tmp_path: Path):
+    # Only the config's tls flag matters here; the test server itself speaks plain HTTP.
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("unused")
+    key.write_text("unused")
+    # write_config ends inside the `server:` mapping, so these keys continue it.
+    config = write_config(tmp_path, extra=f"  tls_cert: {cert}\n  tls_key: {key}\n")
+    assert config.server.tls and config.server.public_url.startswith("http://")
+    async with serving(config) as api:
+        token = await link_at(api)
+        async with api.client() as browser:
+            _, _, headers = await consent(browser, token)
+    assert client_cookie(headers)["secure"] is True
+
+
 async def test_only_the_hash_of_the_cookie_is_stored(api: ApiServer):
     token = await link_at(api)
     async with api.client() as browser:
