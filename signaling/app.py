@@ -19,6 +19,7 @@ from signaling.logs import LOGGER_NAME, log_event
 from signaling.relay_setup import CONSULTATIONS, live_media
 from signaling.routes_client import ClientApi
 from signaling.routes_integration import IntegrationApi
+from signaling.routes_pages import Pages
 from signaling.routes_therapist import TherapistApi
 from signaling.storage import Storage, open_storage
 from signaling.ws_endpoint import SignalingEndpoint
@@ -74,6 +75,7 @@ def create_app(
     IntegrationApi(config, storage).register(app.router)
     ClientApi(config, storage).register(app.router)
     SignalingEndpoint(config, storage, lambda: app[CONSULTATIONS]).register(app.router)
+    Pages(config, storage).register(app.router)
     app.cleanup_ctx.append(live_media(config, storage))
     app.cleanup_ctx.append(_purge_periodically)
     return app

@@ -1,0 +1,152 @@
+"""Fixtures for browser tests: the real app on 127.0.0.1 with loopback ICE, and Debian's chromium
+driven by Playwright (never a downloaded browser).
+
+The server's public URL is its real origin, so the Origin checks of the API and the WebSocket
+hold. Every page a test opens records the requests it makes and the console errors it logs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from signaling.app import create_app
+from signaling.storage.sqlite import SqliteStorage
+from tests.signaling.api_server import PASSWORD, ApiServer, call, write_config
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+# A port range of its own, apart from the signaling and sfu tests'.
+MEDIA = """media:
+  allow_loopback_candidates: true
+  listen_addresses: ["127.0.0.1"]
+  udp_port_min: 43000
+  udp_port_max: 43199
+"""
+
+# Screenshots land here (git-ignored); the current ones are copied into docs/screenshots/.
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 860}
+
+
+@dataclass
+class Recorded:
+    """What one page did: every request URL and every console error or uncaught exception."""
+
+    requests: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WebServer:
+    api: ApiServer
+    browser: Browser
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    async def context(self, **options: Any) -> BrowserContext:
+        options.setdefault("viewport", DESKTOP)
+        options.setdefault("locale", "de-DE")
+        options.setdefault("timezone_id", "Europe/Berlin")
+        return await self.browser.new_context(**options)
+
+    async def page(self, context: BrowserContext) -> tuple[Page, Recorded]:
+        page = await context.new_page()
+        recorded = Recorded()
+        page.on("request", lambda request: recorded.requests.append(request.url))
+        page.on(
+            "console",
+            lambda message: (
+                recorded.errors.append(message.text) if message.type == "error" else None
+            ),
+        )
+        page.on("pageerror", lambda error: recorded.errors.append(str(error)))
+        return page, recorded
+
+    async def signed_in_page(self, context: BrowserContext) -> tuple[Page, Recorded]:
+        """A page on the dashboard, signed in as alice through the login form."""
+        if await self.api.storage.get_therapist("alice") is None:
+            await self.api.add_therapist("alice")
+        page, recorded = await self.page(context)
+        await page.goto(f"{self.url}/login")
+        await page.get_by_label("Benutzername").fill("alice")
+        await page.get_by_label("Passwort").fill(PASSWORD)
+        await page.get_by_role("button", name="Anmelden").click()
+        await page.wait_for_url(f"{self.url}/dashboard")
+        return page, recorded
+
+    async def appointment(self, starts_in: dt.timedelta) -> dict[str, Any]:
+        """An appointment of alice's made through her API, with its `invite_url`."""
+        if await self.api.storage.get_therapist("alice") is None:
+            await self.api.add_therapist("alice")
+        session, csrf = await self.api.signed_in("alice")
+        starts_at = (dt.datetime.now(dt.UTC) + starts_in).replace(microsecond=0).isoformat()
+        async with session:
+            status, body, _ = await call(
+                session,
+                "POST",
+                "/api/therapist/appointments",
+                json={"starts_at": starts_at},
+                headers={"X-CSRF-Token": csrf},
+            )
+        assert status == 201, body
+        return body
+
+
+@pytest.fixture
+async def web_server(tmp_path: Path) -> AsyncIterator[WebServer]:
+    # Bind first, so the config's public URL can name the real port.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    config = write_config(tmp_path, public_url=url, extra=MEDIA)
+    storage = await SqliteStorage.open(config.storage.sqlite_path)
+    runner = web.AppRunner(create_app(config, storage), access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    try:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                yield WebServer(
+                    ApiServer(url, config, storage, config.storage.sqlite_path), browser
+                )
+            finally:
+                await browser.close()
+    finally:
+        await runner.cleanup()
+        await storage.close()
+
+
+def foreign_requests(server: WebServer, recorded: Recorded) -> list[str]:
+    """Requests that left our origin (data: and blob: URLs stay in the page)."""
+    own = server.url + "/"
+    return [url for url in recorded.requests if not url.startswith((own, "data:", "blob:"))]
+
+
+async def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)

@@ -1,0 +1,298 @@
+// One side of a call: the signaling WebSocket and the peer connection to the relay
+// (docs/protocol.md). It knows nothing of the page; the page listens to its events:
+//   joined {seat, peer}, peer {state, name?}, track MediaStream, connection <pc state>,
+//   media {state}, reconnecting, ended {reason}, left, fatal {code}, error {code, message}
+import { openSocket, send } from "./socket.js";
+
+// The server closes with these after a refusal or the end; reconnecting would not help.
+const FINAL_CLOSE_CODES = new Set([4001, 4003, 4004, 4009, 4029]);
+const FATAL_ERRORS = new Set(["unauthorized", "full", "used", "expired", "cancelled", "replaced", "rate_limited"]);
+// ICE "disconnected" often heals by itself within a few seconds (a Wi-Fi hiccup); after this
+// long we build a fresh peer connection instead.
+const DISCONNECTED_GRACE_MS = 4000;
+// A peer connection that has not connected within this long will not: start again.
+const CONNECT_TIMEOUT_MS = 20000;
+
+export class CallSession extends EventTarget {
+  /** `join` is {appointment: id} (therapist) or {invite: token} (client). */
+  constructor(join, stream) {
+    super();
+    this.join = join;
+    this.stream = stream;
+    this.socket = null;
+    this.pc = null;
+    this.iceServers = [];
+    this.generation = 0;
+    this.status = "idle"; // idle | joining | joined | ended | left | failed
+    this.seat = null;
+    this.lastError = null;
+    this.socketDelay = 1000;
+    this.restartDelay = 1000;
+    this.timers = new Set();
+  }
+
+  start() {
+    this.status = "joining";
+    this.connectSocket();
+  }
+
+  /** Leave for now; the seat stays ours and the same person may come back. */
+  leave() {
+    if (this.done) return;
+    send(this.socket, { type: "leave" });
+    this.stop("left");
+    this.emit("left");
+  }
+
+  /** End the session for both (therapist only). The server answers `ended`. */
+  end() {
+    if (this.done) return;
+    send(this.socket, { type: "end" });
+    this.later(() => this.finish("therapist_ended"), 3000);
+  }
+
+  /** Swap the outgoing track of `track.kind`; the old track is stopped. No renegotiation. */
+  async replaceTrack(track) {
+    const old = this.stream.getTracks().find((t) => t.kind === track.kind);
+    if (old) {
+      track.enabled = old.enabled;
+      this.stream.removeTrack(old);
+    }
+    this.stream.addTrack(track);
+    const transceiver = this.pc && this.transceiverFor(track.kind);
+    if (transceiver) await transceiver.sender.replaceTrack(track);
+    if (old && old !== track) old.stop();
+  }
+
+  async getStats() {
+    return this.pc ? this.pc.getStats() : null;
+  }
+
+  get done() {
+    return this.status === "ended" || this.status === "left" || this.status === "failed";
+  }
+
+  // --- the WebSocket
+
+  connectSocket() {
+    const socket = openSocket();
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      this.socketDelay = 1000;
+      send(socket, { type: "join", ...this.join });
+    });
+    socket.addEventListener("message", (event) => {
+      if (socket === this.socket) this.onMessage(event.data);
+    });
+    socket.addEventListener("close", (event) => this.onSocketClose(socket, event));
+  }
+
+  onMessage(text) {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    switch (message.type) {
+      case "joined":
+        this.status = "joined";
+        this.seat = message.seat;
+        this.iceServers = Array.isArray(message.ice_servers) ? message.ice_servers : [];
+        this.emit("joined", message);
+        if (message.peer) this.emit("peer", message.peer);
+        // The first peer connection is an offer; every later one (after a dropped socket)
+        // replaces the relay's leg for our seat.
+        this.startPeer(this.everOffered ? "reconnect" : "offer");
+        break;
+      case "answer":
+        this.applyAnswer(message.sdp);
+        break;
+      case "peer":
+        this.emit("peer", message);
+        break;
+      case "media":
+        this.emit("media", message);
+        if (message.state === "failed") this.restartPeer();
+        break;
+      case "ended":
+        this.finish(message.reason);
+        break;
+      case "error":
+        this.lastError = message.code;
+        if (FATAL_ERRORS.has(message.code)) this.fail(message.code);
+        else this.emit("error", message);
+        break;
+      default:
+        break; // e2ee and anything newer: not used by this page yet
+    }
+  }
+
+  onSocketClose(socket, event) {
+    if (socket !== this.socket || this.done) return;
+    if (event.code === 4004) {
+      this.finish("therapist_ended");
+    } else if (FINAL_CLOSE_CODES.has(event.code)) {
+      this.fail(this.lastError || `close_${event.code}`);
+    } else {
+      // The network dropped or the server restarted: join again with a fresh peer connection.
+      this.closePeer();
+      this.emit("reconnecting");
+      this.later(() => this.connectSocket(), this.socketDelay);
+      this.socketDelay = Math.min(this.socketDelay * 2, 10000);
+    }
+  }
+
+  // --- the peer connection
+
+  async startPeer(kind) {
+    const generation = ++this.generation;
+    this.closePeer();
+    const pc = new RTCPeerConnection({
+      iceServers: this.iceServers,
+      bundlePolicy: "max-bundle",
+      rtcpMuxPolicy: "require",
+    });
+    this.pc = pc;
+    this.answered = false;
+    this.pendingCandidates = [];
+    const current = () => generation === this.generation && !this.done;
+
+    // Audio first, then video: the relay expects mids "0" and "1". No data channel.
+    for (const mediaKind of ["audio", "video"]) {
+      const track = this.stream.getTracks().find((t) => t.kind === mediaKind);
+      if (track) pc.addTrack(track, this.stream);
+      else pc.addTransceiver(mediaKind, { direction: "sendrecv" });
+    }
+    pc.addEventListener("icecandidate", (event) => {
+      if (!current()) return;
+      const candidate = event.candidate;
+      const message = candidate && candidate.candidate
+        ? { type: "candidate", candidate: candidate.candidate, sdpMid: candidate.sdpMid, sdpMLineIndex: candidate.sdpMLineIndex }
+        : { type: "candidate", candidate: null, sdpMid: null, sdpMLineIndex: null };
+      if (this.answered) send(this.socket, message);
+      else this.pendingCandidates.push(message);
+    });
+    pc.addEventListener("track", (event) => {
+      if (current()) this.emit("track", event.streams[0] || new MediaStream([event.track]));
+    });
+    const onState = () => {
+      if (current()) this.onConnectionState(pc, generation);
+    };
+    pc.addEventListener("connectionstatechange", onState);
+    pc.addEventListener("iceconnectionstatechange", onState);
+
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+    } catch {
+      if (current()) this.restartPeer();
+      return;
+    }
+    if (!current()) return;
+    this.everOffered = true;
+    send(this.socket, { type: kind, sdp: pc.localDescription.sdp });
+    this.connectTimer = this.later(() => {
+      if (current() && connectionState(pc) !== "connected") this.restartPeer();
+    }, CONNECT_TIMEOUT_MS);
+  }
+
+  async applyAnswer(sdp) {
+    const pc = this.pc;
+    if (!pc || pc.signalingState !== "have-local-offer") return;
+    try {
+      await pc.setRemoteDescription({ type: "answer", sdp });
+    } catch {
+      this.restartPeer();
+      return;
+    }
+    this.answered = true;
+    for (const message of this.pendingCandidates) send(this.socket, message);
+    this.pendingCandidates = [];
+  }
+
+  onConnectionState(pc, generation) {
+    const state = connectionState(pc);
+    this.emit("connection", state);
+    clearTimeout(this.disconnectTimer);
+    if (state === "connected") {
+      this.restartDelay = 1000;
+    } else if (state === "failed") {
+      this.restartPeer();
+    } else if (state === "disconnected") {
+      this.disconnectTimer = this.later(() => {
+        if (generation === this.generation && connectionState(pc) !== "connected") this.restartPeer();
+      }, DISCONNECTED_GRACE_MS);
+    }
+  }
+
+  /** A fresh peer connection for the same seat (`reconnect`), after a short back-off. */
+  restartPeer() {
+    if (this.done || this.restartPending) return;
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN || this.status !== "joined") return;
+    this.restartPending = true;
+    this.generation++; // silence the old connection's events
+    this.emit("reconnecting");
+    this.later(() => {
+      this.restartPending = false;
+      if (!this.done) this.startPeer("reconnect");
+    }, this.restartDelay);
+    this.restartDelay = Math.min(this.restartDelay * 2, 10000);
+  }
+
+  transceiverFor(kind) {
+    const index = kind === "audio" ? 0 : 1;
+    return this.pc.getTransceivers()[index];
+  }
+
+  closePeer() {
+    clearTimeout(this.disconnectTimer);
+    clearTimeout(this.connectTimer);
+    if (this.pc) {
+      this.pc.close();
+      this.pc = null;
+    }
+  }
+
+  // --- the end
+
+  finish(reason) {
+    if (this.done) return;
+    this.stop("ended");
+    this.emit("ended", { reason: reason || "therapist_ended" });
+  }
+
+  fail(code) {
+    if (this.done) return;
+    this.stop("failed");
+    this.emit("fatal", { code });
+  }
+
+  stop(status) {
+    this.status = status;
+    this.generation++;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    this.closePeer();
+    if (this.socket && this.socket.readyState <= WebSocket.OPEN) this.socket.close(1000);
+  }
+
+  later(callback, delay) {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      callback();
+    }, delay);
+    this.timers.add(timer);
+    return timer;
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/** connectionState where the browser has it (Firefox only recently), else ICE's. */
+function connectionState(pc) {
+  if (pc.connectionState) return pc.connectionState;
+  const ice = pc.iceConnectionState;
+  return ice === "completed" ? "connected" : ice === "checking" ? "connecting" : ice;
+}

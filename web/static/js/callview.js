@@ -1,0 +1,286 @@
+// The call screen shared by therapist and client: remote and self video, mute, camera, device
+// switching, hang up, the peer's state and name, the connection-quality indicator, and the
+// "reconnecting" banner. Status changes are announced through an aria-live region.
+import { t, locale } from "./i18n.js";
+import { fillDeviceSelects, getTrack, setSpeaker, speakerSelectable } from "./media.js";
+
+const $ = (id) => document.getElementById(id);
+const STATS_INTERVAL_MS = 2000;
+
+/**
+ * Show the call for `session` (a started or about-to-start CallSession).
+ * `role` is "therapist" or "client"; `onFinished(kind, detail)` is called once with
+ * "ended" | "left" | "fatal" after the call screen has been hidden.
+ */
+export function showCall({ session, stream, role, onFinished, speakerId }) {
+  const remote = $("remote-video");
+  const self = $("self-video");
+  const placeholder = $("remote-placeholder");
+  const status = $("remote-status");
+  const sub = $("remote-sub");
+  const banner = $("banner");
+  const announcer = $("call-announcer");
+  const peerName = $("peer-name");
+  const micButton = $("btn-mic");
+  const camButton = $("btn-cam");
+  const devicesButton = $("btn-devices");
+  const panel = $("device-panel");
+  const selects = { camera: $("call-camera"), microphone: $("call-microphone"), speaker: $("call-speaker") };
+
+  let peer = { state: "absent", name: null };
+  let connected = false; // our own peer connection
+  let reconnecting = false;
+  let finished = false;
+
+  document.body.classList.add("in-call");
+  $("call").hidden = false;
+  $("btn-end").hidden = role !== "therapist";
+  self.srcObject = stream;
+  if (speakerId) setSpeaker(remote, speakerId).catch(() => {});
+  updatePlaceholder();
+  micButton.focus();
+
+  const announce = (text) => {
+    announcer.textContent = text;
+  };
+
+  // --- session events
+
+  session.addEventListener("track", (event) => {
+    remote.srcObject = event.detail;
+    play();
+  });
+  session.addEventListener("peer", (event) => {
+    const before = peer.state;
+    peer = { state: event.detail.state, name: event.detail.name ?? peer.name };
+    if (role === "therapist") peerName.textContent = peer.name || "";
+    updatePlaceholder();
+    if (before !== peer.state) announce(peerAnnouncement());
+  });
+  session.addEventListener("connection", (event) => {
+    const now = event.detail === "connected";
+    if (now && reconnecting) announce(t("call.reconnected"));
+    if (now) {
+      reconnecting = false;
+      banner.textContent = "";
+    }
+    connected = now;
+    updatePlaceholder();
+  });
+  session.addEventListener("reconnecting", () => {
+    connected = false;
+    if (!reconnecting) announce(t("call.reconnecting"));
+    reconnecting = true;
+    banner.textContent = t("call.reconnecting");
+    updatePlaceholder();
+  });
+  session.addEventListener("error", (event) => {
+    if (event.detail.code === "relay_unavailable") banner.textContent = t("call.relayUnavailable");
+  });
+  for (const kind of ["ended", "left", "fatal"]) {
+    session.addEventListener(kind, (event) => finish(kind, event.detail));
+  }
+
+  // --- controls
+
+  micButton.addEventListener("click", () => {
+    const track = stream.getAudioTracks()[0];
+    if (!track) return;
+    track.enabled = !track.enabled;
+    micButton.setAttribute("aria-pressed", String(!track.enabled));
+    micButton.textContent = t(track.enabled ? "call.micOff" : "call.micOn");
+    announce(t(track.enabled ? "call.micIsOn" : "call.micIsOff"));
+  });
+  camButton.addEventListener("click", () => {
+    const track = stream.getVideoTracks()[0];
+    if (!track) return;
+    track.enabled = !track.enabled;
+    camButton.setAttribute("aria-pressed", String(!track.enabled));
+    camButton.textContent = t(track.enabled ? "call.camOff" : "call.camOn");
+    self.classList.toggle("off", !track.enabled);
+    announce(t(track.enabled ? "call.camIsOn" : "call.camIsOff"));
+  });
+  devicesButton.addEventListener("click", async () => {
+    const open = panel.hidden;
+    panel.hidden = !open;
+    devicesButton.setAttribute("aria-expanded", String(open));
+    if (open) {
+      await fillDeviceSelects(selects, stream, deviceLabels()).catch(() => {});
+      if (speakerSelectable && remote.sinkId) selects.speaker.value = remote.sinkId;
+      selects.camera.focus();
+    }
+  });
+  selects.camera.addEventListener("change", () => switchDevice("video", selects.camera.value));
+  selects.microphone.addEventListener("change", () => switchDevice("audio", selects.microphone.value));
+  selects.speaker.addEventListener("change", () => setSpeaker(remote, selects.speaker.value).catch(() => {}));
+  $("btn-leave").addEventListener("click", () => session.leave());
+  $("btn-end").addEventListener("click", () => {
+    if (confirm(t("call.endConfirm"))) session.end();
+  });
+  $("btn-play").addEventListener("click", () => play());
+
+  async function switchDevice(kind, deviceId) {
+    try {
+      const track = await getTrack(kind, deviceId);
+      await session.replaceTrack(track);
+      if (kind === "video") {
+        self.srcObject = null;
+        self.srcObject = stream;
+      }
+      announce(t("call.deviceSwitched"));
+    } catch {
+      announce(t("call.deviceFailed"));
+      banner.textContent = t("call.deviceFailed");
+      setTimeout(() => {
+        if (banner.textContent === t("call.deviceFailed")) banner.textContent = "";
+      }, 4000);
+    }
+  }
+
+  // iOS and some desktop browsers refuse to start audible playback without a gesture.
+  function play() {
+    remote.play().then(
+      () => {
+        $("btn-play").hidden = true;
+      },
+      () => {
+        $("btn-play").hidden = false;
+      },
+    );
+  }
+
+  // --- what the remote area says
+
+  function updatePlaceholder() {
+    const showVideo = connected && peer.state === "connected";
+    // The video element stays rendered (it carries the sound); the placeholder covers it.
+    placeholder.hidden = showVideo;
+    if (showVideo) return;
+    const [main, detail] = placeholderText();
+    status.textContent = main;
+    sub.textContent = detail;
+  }
+
+  function placeholderText() {
+    if (reconnecting) return [t("call.reconnecting"), ""];
+    if (role === "client") {
+      if (peer.state === "gone") return [t("client.peerGone"), t("client.keepOpen")];
+      if (peer.state === "absent") return [t("client.waiting"), t(connected ? "client.connectionOk" : "client.keepOpen")];
+      return [t("client.peerHere"), ""];
+    }
+    const name = peer.name || t("therapist.clientGeneric");
+    if (peer.state === "absent") return [t("therapist.clientAbsent"), t("therapist.clientAbsentHint")];
+    if (peer.state === "gone") return [t("therapist.clientGone", { name }), ""];
+    return [t("therapist.clientPresent", { name }), ""];
+  }
+
+  function peerAnnouncement() {
+    const [main] = placeholderText();
+    if (peer.state === "connected") {
+      return role === "client" ? t("client.peerConnected") : t("therapist.clientConnected", { name: peer.name || t("therapist.clientGeneric") });
+    }
+    return main;
+  }
+
+  // --- quality indicator
+
+  const quality = new QualityMeter(session, $("quality"), $("quality-text"), $("quality-details"), (level) => {
+    if (level === "poor") announce(t("quality.poorAnnounce"));
+  });
+
+  function finish(kind, detail) {
+    if (finished) return;
+    finished = true;
+    quality.stop();
+    remote.srcObject = null;
+    self.srcObject = null;
+    for (const track of stream.getTracks()) track.stop();
+    document.body.classList.remove("in-call");
+    $("call").hidden = true;
+    onFinished(kind, detail || {});
+  }
+
+  function deviceLabels() {
+    return { camera: t("devices.camera"), microphone: t("devices.microphone"), speaker: t("devices.speaker") };
+  }
+}
+
+/** Round-trip time, loss and bitrate from getStats(), every two seconds. */
+class QualityMeter {
+  constructor(session, box, text, details, onChange) {
+    this.session = session;
+    this.box = box;
+    this.text = text;
+    this.details = details;
+    this.onChange = onChange;
+    this.previous = null;
+    this.level = null;
+    this.number = new Intl.NumberFormat(locale, { maximumFractionDigits: 1 });
+    this.timer = setInterval(() => this.sample().catch(() => {}), STATS_INTERVAL_MS);
+  }
+
+  stop() {
+    clearInterval(this.timer);
+  }
+
+  async sample() {
+    const report = await this.session.getStats();
+    if (!report) {
+      this.previous = null;
+      return;
+    }
+    const now = readStats(report);
+    const before = this.previous;
+    this.previous = now;
+    if (!before || now.time <= before.time) return;
+    const seconds = (now.time - before.time) / 1000;
+    const received = now.received - before.received;
+    const lost = Math.max(0, now.lost - before.lost);
+    const loss = received + lost > 0 ? lost / (received + lost) : 0;
+    const down = ((now.bytesIn - before.bytesIn) * 8) / seconds;
+    const up = ((now.bytesOut - before.bytesOut) * 8) / seconds;
+    const rtt = now.rtt;
+    let level = "good";
+    if (loss > 0.08 || (rtt !== null && rtt > 0.6)) level = "poor";
+    else if (loss > 0.02 || (rtt !== null && rtt > 0.3)) level = "fair";
+    this.box.classList.remove("good", "fair", "poor");
+    this.box.classList.add(level);
+    this.text.textContent = t(`quality.${level}`);
+    const parts = [];
+    if (rtt !== null) parts.push(t("quality.rtt", { ms: Math.round(rtt * 1000) }));
+    parts.push(t("quality.loss", { percent: this.number.format(loss * 100) }));
+    parts.push(t("quality.bitrate", { down: this.mbit(down), up: this.mbit(up) }));
+    this.details.textContent = parts.join(" · ");
+    this.box.dataset.rttMs = rtt === null ? "" : String(Math.round(rtt * 1000));
+    if (level !== this.level) {
+      this.level = level;
+      this.onChange(level);
+    }
+  }
+
+  mbit(bitsPerSecond) {
+    return this.number.format(Math.max(0, bitsPerSecond) / 1e6);
+  }
+}
+
+function readStats(report) {
+  const stats = { time: 0, rtt: null, lost: 0, received: 0, bytesIn: 0, bytesOut: 0 };
+  let selectedPair = null;
+  report.forEach((entry) => {
+    if (entry.type === "transport" && entry.selectedCandidatePairId) selectedPair = entry.selectedCandidatePairId;
+  });
+  report.forEach((entry) => {
+    stats.time = Math.max(stats.time, entry.timestamp || 0);
+    if (entry.type === "candidate-pair") {
+      const chosen = selectedPair ? entry.id === selectedPair : entry.selected || (entry.nominated && entry.state === "succeeded");
+      if (chosen && typeof entry.currentRoundTripTime === "number") stats.rtt = entry.currentRoundTripTime;
+    } else if (entry.type === "inbound-rtp") {
+      stats.lost += entry.packetsLost || 0;
+      stats.received += entry.packetsReceived || 0;
+      stats.bytesIn += entry.bytesReceived || 0;
+    } else if (entry.type === "outbound-rtp") {
+      stats.bytesOut += entry.bytesSent || 0;
+    }
+  });
+  return stats;
+}

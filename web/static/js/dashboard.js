@@ -1,0 +1,351 @@
+// The therapist's dashboard: today's and upcoming appointments with their live status, the
+// form to create or edit one, copying and re-minting links, cancelling, and joining.
+import { request, requireSignedIn, redirectIfSignedOut, ApiError } from "./api.js";
+import { ready, t, translate, formatTime, formatDay } from "./i18n.js";
+import { openSocket } from "./socket.js";
+
+const $ = (id) => document.getElementById(id);
+const listToday = $("list-today");
+const listUpcoming = $("list-upcoming");
+const template = $("appointment-template");
+const dialog = $("appointment-dialog");
+const form = $("appointment-form");
+const announcer = $("announcer");
+
+// Invite links are shown once by the API; this tab keeps the ones it minted so they can be
+// copied again after a reload. sessionStorage ends with the tab.
+const LINKS_KEY = "sprechzimmer.links";
+const links = new Map(Object.entries(JSON.parse(sessionStorage.getItem(LINKS_KEY) || "{}")));
+let appointments = [];
+const live = new Map(); // appointment id → {state, client_name} from the WebSocket
+let editing = null; // the appointment being edited, or null for a new one
+
+await ready;
+const me = await requireSignedIn();
+$("user-name").textContent = me.username;
+
+$("btn-logout").addEventListener("click", async () => {
+  try {
+    await request("POST", "/api/therapist/logout");
+  } finally {
+    sessionStorage.removeItem(LINKS_KEY);
+    location.replace("/login");
+  }
+});
+$("btn-new").addEventListener("click", () => openForm(null));
+$("btn-cancel-dialog").addEventListener("click", () => dialog.close());
+form.addEventListener("submit", saveForm);
+
+await refresh();
+watchStatus();
+// The list also refreshes on its own: join buttons appear when a room opens, and it heals a
+// missed WebSocket update.
+setInterval(refresh, 30_000);
+
+async function refresh() {
+  try {
+    const data = await request("GET", "/api/therapist/appointments");
+    appointments = data.appointments;
+    render();
+    $("dashboard-error").textContent = "";
+  } catch (error) {
+    if (!redirectIfSignedOut(error)) $("dashboard-error").textContent = t("dashboard.loadError");
+  }
+}
+
+function render() {
+  const now = new Date();
+  const endOfToday = new Date(now);
+  endOfToday.setHours(23, 59, 59, 999);
+  const visible = appointments
+    .filter((a) => a.state !== "cancelled" || new Date(a.starts_at) > now)
+    .sort((a, b) => a.starts_at.localeCompare(b.starts_at));
+  const today = visible.filter((a) => new Date(a.starts_at) <= endOfToday);
+  const upcoming = visible.filter((a) => new Date(a.starts_at) > endOfToday);
+  fill(listToday, today, $("empty-today"));
+  fill(listUpcoming, upcoming, $("empty-upcoming"));
+}
+
+function fill(list, items, empty) {
+  // Keep focus on the same control across a re-render (the list refreshes every 30 s).
+  const focused = document.activeElement;
+  const focusKey = focused && list.contains(focused) ? focusKeyOf(focused) : null;
+  list.replaceChildren(...items.map(renderItem));
+  empty.hidden = items.length > 0;
+  if (focusKey) list.querySelector(focusKey)?.focus();
+}
+
+function focusKeyOf(element) {
+  const item = element.closest("li");
+  const action = [...element.classList].find((c) => c !== "button" && c !== "primary" && c !== "danger");
+  return item && action ? `li[data-id="${item.dataset.id}"] .${action}` : null;
+}
+
+function renderItem(appointment) {
+  const item = template.content.firstElementChild.cloneNode(true);
+  translate(item);
+  const id = String(appointment.id);
+  item.dataset.id = id;
+  const starts = new Date(appointment.starts_at);
+  const now = new Date();
+  item.querySelector(".time").textContent = formatTime(starts);
+  item.querySelector(".date").textContent =
+    formatDay(starts) + " · " + t("dashboard.minutes", { minutes: appointment.duration_minutes });
+  const { state, name } = currentState(appointment);
+  const badge = item.querySelector(".badge");
+  badge.classList.add(state);
+  badge.textContent = stateText(state, name);
+  const note = item.querySelector(".note");
+  note.textContent = appointment.note || "";
+  note.hidden = !appointment.note;
+
+  const scheduled = appointment.state === "scheduled";
+  const active = ["scheduled", "waiting", "in_call"].includes(appointment.state) && state !== "ended";
+  const join = item.querySelector(".join");
+  join.href = `/call/${id}`;
+  join.hidden = !(active && new Date(appointment.opens_at) <= now);
+  join.setAttribute("aria-label", t("dashboard.joinAt", { time: formatTime(starts) }));
+
+  const remint = item.querySelector(".remint");
+  remint.hidden = !scheduled;
+  remint.addEventListener("click", () => remintLink(appointment));
+  const edit = item.querySelector(".edit");
+  edit.hidden = !scheduled;
+  edit.addEventListener("click", () => openForm(appointment));
+  const cancel = item.querySelector(".cancel");
+  cancel.hidden = !scheduled;
+  cancel.addEventListener("click", () => cancelAppointment(appointment));
+
+  const link = links.get(id);
+  const box = item.querySelector(".link-box");
+  if (link && appointment.has_invite && active) {
+    box.hidden = false;
+    const input = box.querySelector(".link");
+    input.value = link;
+    input.id = `link-${id}`;
+    box.querySelector(".link-label").htmlFor = input.id;
+    input.addEventListener("focus", () => input.select());
+    box.querySelector(".copy").addEventListener("click", (event) => copyLink(link, event.currentTarget));
+  }
+  return item;
+}
+
+function currentState(appointment) {
+  const update = live.get(String(appointment.id));
+  let state = appointment.state === "scheduled" ? "invited" : appointment.state;
+  if (update) state = update.state;
+  return { state, name: update ? update.client_name : null };
+}
+
+function stateText(state, name) {
+  if (state === "waiting") return name ? t("status.waitingNamed", { name }) : t("status.waiting");
+  if (state === "in_call") return name ? t("status.inCallNamed", { name }) : t("status.in_call");
+  return t(`status.${state}`);
+}
+
+// --- live status over the WebSocket (docs/protocol.md: watch → status)
+
+function watchStatus() {
+  let delay = 1000;
+  const connect = () => {
+    const socket = openSocket();
+    socket.addEventListener("open", () => {
+      delay = 1000;
+      socket.send(JSON.stringify({ v: 1, type: "watch" }));
+    });
+    socket.addEventListener("message", (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (message.type === "status") onStatus(message);
+    });
+    socket.addEventListener("close", () => {
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 30_000);
+    });
+  };
+  connect();
+}
+
+function onStatus(message) {
+  const id = String(message.appointment);
+  const before = live.get(id);
+  live.set(id, { state: message.state, client_name: message.client_name || null });
+  const appointment = appointments.find((a) => String(a.id) === id);
+  if (!appointment) {
+    refresh();
+    return;
+  }
+  render();
+  if (!before || before.state !== message.state) {
+    const time = formatTime(new Date(appointment.starts_at));
+    announcer.textContent = `${time}: ${stateText(message.state, message.client_name)}`;
+  }
+}
+
+// --- actions
+
+async function copyLink(link, button) {
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(link);
+    copied = true;
+  } catch {
+    const input = button.closest(".link-box").querySelector("input");
+    input.select();
+    copied = document.execCommand && document.execCommand("copy");
+  }
+  const text = copied ? t("dashboard.copied") : t("dashboard.copyFailed");
+  button.textContent = text;
+  announcer.textContent = text;
+  setTimeout(() => {
+    button.textContent = t("dashboard.copy");
+  }, 2500);
+}
+
+async function remintLink(appointment) {
+  if (appointment.has_invite && !confirm(t("dashboard.remintConfirm"))) return;
+  try {
+    const updated = await request("POST", `/api/therapist/appointments/${appointment.id}/invite`);
+    rememberLink(updated);
+    replace(updated);
+    announcer.textContent = t("dashboard.reminted");
+    focusCopy(updated.id);
+  } catch (error) {
+    showActionError(error);
+  }
+}
+
+async function cancelAppointment(appointment) {
+  const when = `${formatDay(new Date(appointment.starts_at))}, ${formatTime(new Date(appointment.starts_at))}`;
+  if (!confirm(t("dashboard.cancelConfirm", { when }))) return;
+  try {
+    const updated = await request("DELETE", `/api/therapist/appointments/${appointment.id}`);
+    links.delete(String(updated.id));
+    saveLinks();
+    replace(updated);
+    announcer.textContent = t("dashboard.cancelled");
+    $("btn-new").focus();
+  } catch (error) {
+    showActionError(error);
+  }
+}
+
+function showActionError(error) {
+  if (redirectIfSignedOut(error)) return;
+  const text = error instanceof ApiError && error.status === 409 ? t("dashboard.conflict") : t("common.unexpectedError");
+  $("dashboard-error").textContent = text;
+  refresh();
+}
+
+function replace(updated) {
+  const index = appointments.findIndex((a) => a.id === updated.id);
+  if (index >= 0) appointments[index] = updated;
+  else appointments.push(updated);
+  render();
+}
+
+function rememberLink(appointment) {
+  if (appointment.invite_url) {
+    links.set(String(appointment.id), appointment.invite_url);
+    saveLinks();
+  }
+}
+
+function saveLinks() {
+  sessionStorage.setItem(LINKS_KEY, JSON.stringify(Object.fromEntries(links)));
+}
+
+function focusCopy(id) {
+  document.querySelector(`li[data-id="${id}"] .copy`)?.focus();
+}
+
+// --- the form
+
+function openForm(appointment) {
+  editing = appointment;
+  $("form-error").textContent = "";
+  $("dialog-heading").textContent = t(appointment ? "form.editHeading" : "form.newHeading");
+  const starts = appointment ? new Date(appointment.starts_at) : nextSlot();
+  $("field-date").value = localDate(starts);
+  $("field-time").value = `${pad(starts.getHours())}:${pad(starts.getMinutes())}`;
+  $("field-duration").value = appointment ? appointment.duration_minutes : 50;
+  $("field-note").value = appointment ? appointment.note || "" : "";
+  dialog.showModal();
+  $("field-date").focus();
+}
+
+async function saveForm(event) {
+  event.preventDefault();
+  const error = $("form-error");
+  error.textContent = "";
+  const date = $("field-date").value;
+  const time = $("field-time").value;
+  const duration = Number($("field-duration").value);
+  if (!date || !time) {
+    error.textContent = t("form.missingDateTime");
+    $(date ? "field-time" : "field-date").focus();
+    return;
+  }
+  if (!Number.isInteger(duration) || duration < 5 || duration > 240) {
+    error.textContent = t("form.badDuration");
+    $("field-duration").focus();
+    return;
+  }
+  const note = $("field-note").value.trim();
+  const body = { starts_at: withOffset(date, time), duration_minutes: duration, note: note || null };
+  const button = $("btn-save");
+  button.disabled = true;
+  try {
+    let saved;
+    if (editing) {
+      saved = await request("PATCH", `/api/therapist/appointments/${editing.id}`, body);
+    } else {
+      saved = await request("POST", "/api/therapist/appointments", body);
+      rememberLink(saved);
+    }
+    dialog.close();
+    replace(saved);
+    announcer.textContent = t(editing ? "form.saved" : "form.created");
+    if (editing) document.querySelector(`li[data-id="${saved.id}"] .edit`)?.focus();
+    else focusCopy(saved.id);
+  } catch (failure) {
+    if (redirectIfSignedOut(failure)) return;
+    error.textContent =
+      failure instanceof ApiError && failure.code === "invalid_request"
+        ? t("form.invalid")
+        : failure instanceof ApiError && failure.status === 409
+          ? t("dashboard.conflict")
+          : t("common.unexpectedError");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** The next half hour that is at least 15 minutes away, in local time. */
+function nextSlot() {
+  const slot = new Date(Date.now() + 15 * 60_000);
+  slot.setSeconds(0, 0);
+  slot.setMinutes(slot.getMinutes() <= 30 ? 30 : 60);
+  return slot;
+}
+
+/** "2026-03-02" + "09:00" in the browser's zone → "2026-03-02T09:00:00+01:00". */
+export function withOffset(date, time) {
+  const local = new Date(`${date}T${time}:00`);
+  const minutes = -local.getTimezoneOffset();
+  const sign = minutes >= 0 ? "+" : "-";
+  const abs = Math.abs(minutes);
+  return `${date}T${time}:00${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+}
+
+function localDate(date) {
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+}
+
+function pad(value) {
+  return String(value).padStart(2, "0");
+}

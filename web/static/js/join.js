@@ -1,0 +1,293 @@
+// The client's page /j/{token}: waiting room (consent, devices, connection check), then the call.
+import { CallSession } from "./call.js";
+import { showCall } from "./callview.js";
+import { ready, t, tOr, formatDay, formatTime } from "./i18n.js";
+import {
+  browserSupported, fillDeviceSelects, getMedia, mediaErrorKind, playTestTone,
+  setSpeaker, speakerSelectable, startLevelMeter,
+} from "./media.js";
+import { openSocket } from "./socket.js";
+
+const $ = (id) => document.getElementById(id);
+const SECTIONS = ["prepare", "unsupported", "denied", "invalid", "ended"];
+const token = decodeURIComponent(location.pathname.split("/")[2] || "");
+const apiPath = `/api/client/${encodeURIComponent(token)}`;
+const selects = { camera: $("select-camera"), microphone: $("select-microphone"), speaker: $("select-speaker") };
+
+let info = null; // GET /api/client/{token}
+let stream = null;
+let stopMeter = () => {};
+let openTimer = 0;
+
+await ready;
+main();
+
+async function main() {
+  if (!browserSupported()) return show("unsupported");
+  try {
+    info = await loadInfo();
+  } catch {
+    $("join-error").textContent = t("common.networkError");
+    return;
+  }
+  if (!info) return show("invalid");
+  describeAppointment();
+  if (info.bound) {
+    $("accept-terms").checked = true;
+    $("consent-processing").checked = true;
+  }
+  $("btn-devices-on").addEventListener("click", startDevices);
+  $("btn-retry-devices").addEventListener("click", () => {
+    show("prepare");
+    startDevices();
+  });
+  selects.camera.addEventListener("change", restartDevices);
+  selects.microphone.addEventListener("change", restartDevices);
+  selects.speaker.addEventListener("change", () => setSpeaker($("preview"), selects.speaker.value).catch(() => {}));
+  $("btn-test-sound").addEventListener("click", () => playTestTone(selects.speaker.value).catch(() => {}));
+  $("btn-check").addEventListener("click", checkConnection);
+  $("join-form").addEventListener("submit", join);
+}
+
+async function loadInfo() {
+  const response = await fetch(apiPath, { credentials: "same-origin", cache: "no-store" });
+  if (response.status === 404) return null;
+  if (!response.ok) throw new Error(String(response.status));
+  return response.json();
+}
+
+function show(section) {
+  for (const id of SECTIONS) $(id).hidden = id !== section;
+  if (section !== "prepare") $(section).querySelector("h1")?.focus?.();
+}
+
+function describeAppointment() {
+  const starts = new Date(info.starts_at);
+  $("appointment-when").textContent = t("join.when", { day: formatDay(starts), time: formatTime(starts) });
+  const notYet = $("not-yet-open");
+  clearTimeout(openTimer);
+  if (info.state === "not_yet_open") {
+    const opens = new Date(info.opens_at);
+    notYet.hidden = false;
+    notYet.textContent = t("join.notYetOpen", { time: formatTime(opens) });
+    // Refresh when the room opens (setTimeout caps at ~24 days; rooms open within a year).
+    const wait = Math.min(opens - Date.now() + 500, 2 ** 31 - 1);
+    openTimer = setTimeout(async () => {
+      info = (await loadInfo().catch(() => info)) || info;
+      describeAppointment();
+    }, Math.max(wait, 1000));
+  } else {
+    notYet.hidden = true;
+  }
+}
+
+// --- camera and microphone
+
+async function startDevices() {
+  const error = $("device-error");
+  error.textContent = "";
+  const button = $("btn-devices-on");
+  button.disabled = true;
+  try {
+    await openDevices({});
+    $("device-controls").hidden = false;
+    button.hidden = true;
+    await fillDeviceSelects(selects, stream, deviceLabels());
+    selects.camera.focus();
+  } catch (failure) {
+    const kind = mediaErrorKind(failure);
+    if (kind === "denied") show("denied");
+    else error.textContent = t(`media.${kind}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function restartDevices() {
+  try {
+    await openDevices({ camera: selects.camera.value, microphone: selects.microphone.value });
+  } catch (failure) {
+    $("device-error").textContent = t(`media.${mediaErrorKind(failure)}`);
+  }
+}
+
+async function openDevices(choice) {
+  const next = await getMedia(choice);
+  stopMeter();
+  if (stream) for (const track of stream.getTracks()) track.stop();
+  stream = next;
+  const preview = $("preview");
+  preview.srcObject = stream;
+  preview.play().catch(() => {});
+  $("preview-placeholder").hidden = true;
+  const audio = stream.getAudioTracks()[0];
+  if (audio) stopMeter = startLevelMeter(audio, $("meter-fill"), $("meter"));
+}
+
+function deviceLabels() {
+  return { camera: t("devices.camera"), microphone: t("devices.microphone"), speaker: t("devices.speaker") };
+}
+
+// --- connection check: the signaling server, then the browser's WebRTC stack
+
+async function checkConnection() {
+  const list = $("check-results");
+  const button = $("btn-check");
+  button.disabled = true;
+  list.replaceChildren(result("pending", t("check.running")));
+  const socketOk = await socketReachable();
+  const webrtcOk = await webrtcWorks();
+  list.replaceChildren(
+    result(socketOk ? "ok" : "bad", t(socketOk ? "check.serverOk" : "check.serverBad")),
+    result(webrtcOk ? "ok" : "bad", t(webrtcOk ? "check.webrtcOk" : "check.webrtcBad")),
+    result(socketOk && webrtcOk ? "ok" : "bad", t(socketOk && webrtcOk ? "check.summaryOk" : "check.summaryBad")),
+  );
+  button.disabled = false;
+}
+
+function result(kind, text) {
+  const item = document.createElement("li");
+  item.className = `status-${kind}`;
+  item.textContent = (kind === "ok" ? "✓ " : kind === "bad" ? "✗ " : "") + text;
+  return item;
+}
+
+function socketReachable() {
+  return new Promise((resolve) => {
+    let socket;
+    try {
+      socket = openSocket();
+    } catch {
+      resolve(false);
+      return;
+    }
+    const timer = setTimeout(() => done(false), 5000);
+    const done = (ok) => {
+      clearTimeout(timer);
+      socket.onopen = socket.onerror = null;
+      if (socket.readyState <= WebSocket.OPEN) socket.close(1000);
+      resolve(ok);
+    };
+    socket.onopen = () => done(true);
+    socket.onerror = () => done(false);
+  });
+}
+
+async function webrtcWorks() {
+  let pc;
+  try {
+    pc = new RTCPeerConnection();
+    pc.addTransceiver("audio");
+    const gathered = new Promise((resolve) => {
+      pc.onicecandidate = (event) => {
+        if (event.candidate && event.candidate.candidate) resolve(true);
+      };
+      setTimeout(() => resolve(false), 4000);
+    });
+    await pc.setLocalDescription(await pc.createOffer());
+    return await gathered;
+  } catch {
+    return false;
+  } finally {
+    pc?.close();
+  }
+}
+
+// --- joining
+
+async function join(event) {
+  event.preventDefault();
+  const error = $("join-error");
+  error.textContent = "";
+  if (!$("accept-terms").checked || !$("consent-processing").checked) {
+    error.textContent = t("join.needConsent");
+    ($("accept-terms").checked ? $("consent-processing") : $("accept-terms")).focus();
+    return;
+  }
+  if (info.state === "not_yet_open") {
+    error.textContent = t("join.notYetOpen", { time: formatTime(new Date(info.opens_at)) });
+    return;
+  }
+  if (!stream) {
+    await startDevices();
+    if (!stream) return;
+  }
+  const button = $("btn-join");
+  button.disabled = true;
+  try {
+    const name = $("display-name").value.trim();
+    const response = await fetch(`${apiPath}/consent`, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({
+        terms_version: info.terms_version,
+        accept_terms: true,
+        consent_processing: true,
+        ...(name ? { display_name: name } : {}),
+      }),
+    });
+    if (response.status === 404) return show("invalid");
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      if (body.error && body.error.code === "terms_changed") {
+        info = (await loadInfo()) || info;
+        $("accept-terms").checked = false;
+        error.textContent = t("join.termsChanged");
+        $("accept-terms").focus();
+      } else {
+        error.textContent = t("common.unexpectedError");
+      }
+      return;
+    }
+  } catch {
+    error.textContent = t("common.networkError");
+    return;
+  } finally {
+    button.disabled = false;
+  }
+  startCall();
+}
+
+function startCall() {
+  stopMeter();
+  const session = new CallSession({ invite: token }, stream);
+  // For browser tests and support: the live session (its peer connection) of this page.
+  window.sprechzimmerCall = session;
+  $("prepare").hidden = true;
+  document.querySelector("footer").hidden = true;
+  showCall({
+    session,
+    stream,
+    role: "client",
+    speakerId: speakerSelectable ? selects.speaker.value : null,
+    onFinished: finished,
+  });
+  session.start();
+}
+
+function finished(kind, detail) {
+  stream = null;
+  document.querySelector("footer").hidden = false;
+  if (kind === "fatal" && ["used", "unauthorized"].includes(detail.code)) return show("invalid");
+  show("ended");
+  const heading = $("ended-heading");
+  const text = $("ended-text");
+  const rejoin = $("btn-rejoin");
+  document.title = t("ended.title");
+  if (kind === "ended") {
+    heading.textContent = t("ended.heading");
+    text.textContent = tOr(`ended.clientReason.${detail.reason}`, "ended.clientReason.therapist_ended");
+  } else if (kind === "left") {
+    heading.textContent = t("ended.leftHeading");
+    text.textContent = t("ended.clientLeftText");
+    rejoin.hidden = false;
+  } else {
+    heading.textContent = t("ended.problemHeading");
+    text.textContent = tOr(`refused.${detail.code}`, "refused.other");
+    rejoin.hidden = !["replaced", "relay_unavailable"].includes(detail.code);
+  }
+  rejoin.addEventListener("click", () => location.reload(), { once: true });
+  document.body.dataset.callEnded = kind;
+  heading.focus();
+}

@@ -1,0 +1,72 @@
+// The therapist's call page /call/{appointment_id}.
+import { request, requireSignedIn, ApiError } from "./api.js";
+import { CallSession } from "./call.js";
+import { showCall } from "./callview.js";
+import { ready, t, tOr } from "./i18n.js";
+import { browserSupported, getMedia, mediaErrorKind } from "./media.js";
+
+const $ = (id) => document.getElementById(id);
+
+await ready;
+await requireSignedIn();
+main();
+
+async function main() {
+  const raw = location.pathname.split("/")[2] || "";
+  if (!/^\d{1,18}$/.test(raw)) return prepareError(t("therapistCall.notFound"));
+  const id = Number(raw);
+  if (!browserSupported()) return prepareError(t("therapistCall.unsupported"));
+
+  try {
+    const appointment = await request("GET", `/api/therapist/appointments/${id}`);
+    if (appointment.state === "ended" || appointment.state === "cancelled") {
+      return prepareError(t(`therapistCall.${appointment.state}`));
+    }
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return prepareError(t("therapistCall.notFound"));
+    return prepareError(t("common.networkError"));
+  }
+
+  let stream;
+  try {
+    stream = await getMedia();
+  } catch (error) {
+    return prepareError(t(`media.${mediaErrorKind(error)}`));
+  }
+
+  const session = new CallSession({ appointment: id }, stream);
+  // For browser tests and support: the live session (its peer connection) of this page.
+  window.sprechzimmerCall = session;
+  $("prepare").hidden = true;
+  showCall({ session, stream, role: "therapist", onFinished: finished });
+  session.start();
+}
+
+function prepareError(text) {
+  $("prepare-status").textContent = "";
+  $("prepare-error").textContent = text;
+}
+
+function finished(kind, detail) {
+  const ended = $("ended");
+  const heading = $("ended-heading");
+  const text = $("ended-text");
+  const rejoin = $("btn-rejoin");
+  ended.hidden = false;
+  document.title = t("ended.title");
+  if (kind === "ended") {
+    heading.textContent = t("ended.heading");
+    text.textContent = tOr(`ended.reason.${detail.reason}`, "ended.reason.therapist_ended");
+  } else if (kind === "left") {
+    heading.textContent = t("ended.leftHeading");
+    text.textContent = t("therapistCall.leftText");
+    rejoin.hidden = false;
+  } else {
+    heading.textContent = t("ended.problemHeading");
+    text.textContent = tOr(`refused.${detail.code}`, "refused.other");
+    rejoin.hidden = !["replaced", "relay_unavailable"].includes(detail.code);
+  }
+  rejoin.addEventListener("click", () => location.reload(), { once: true });
+  document.body.dataset.callEnded = kind;
+  heading.focus();
+}
