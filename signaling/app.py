@@ -8,27 +8,47 @@ import datetime as dt
 import logging
 import signal
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from aiohttp import web
 
 from signaling.config import Config
 from signaling.credentials import load_or_create_session_secret
+from signaling.drain import DRAIN, Drain
 from signaling.http_errors import MAX_BODY_BYTES, api_error_middleware
 from signaling.logs import LOGGER_NAME, log_event
-from signaling.relay_setup import CONSULTATIONS, live_media
+from signaling.metrics import METRICS, Metrics, serve_metrics
+from signaling.readiness import check_readiness
+from signaling.relay_setup import CONSULTATIONS, RELAY, close_live_media, live_media
 from signaling.routes_client import ClientApi
 from signaling.routes_integration import IntegrationApi
 from signaling.routes_pages import Pages
 from signaling.routes_therapist import TherapistApi
 from signaling.storage import Storage, open_storage
+from signaling.tls import reload_certificate, server_context
 from signaling.ws_endpoint import SignalingEndpoint
 
-__all__ = ["CONFIG", "SESSION_SECRET", "STORAGE", "create_app", "listen_url", "serve"]
+__all__ = [
+    "CONFIG",
+    "SESSION_SECRET",
+    "SIGNALING",
+    "STORAGE",
+    "create_app",
+    "listen_url",
+    "serve",
+    "shut_down",
+]
 
 CONFIG = web.AppKey("config", Config)
 STORAGE = web.AppKey("storage", Storage)
 SESSION_SECRET = web.AppKey("session_secret", str)
+SIGNALING = web.AppKey("signaling", SignalingEndpoint)
+
+# SIGTERM to exit in under 10 s: telling participants, closing rooms and their database writes
+# get DRAIN_SECONDS; stopping HTTP (open requests get HANDLER_GRACE_SECONDS) gets CLEANUP_SECONDS.
+DRAIN_SECONDS = 5.0
+CLEANUP_SECONDS = 3.0
+HANDLER_GRACE_SECONDS = 2.0
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -69,12 +89,18 @@ def create_app(
     app[CONFIG] = config
     app[STORAGE] = storage
     app[SESSION_SECRET] = session_secret or config.server.session_secret or ""
+    app[METRICS] = metrics = Metrics()
+    app[DRAIN] = drain = Drain()
+    metrics.watch_live(lambda: (app.get(RELAY), app.get(CONSULTATIONS)))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     TherapistApi(config, storage).register(app.router)
     IntegrationApi(config, storage).register(app.router)
     ClientApi(config, storage).register(app.router)
-    SignalingEndpoint(config, storage, lambda: app[CONSULTATIONS]).register(app.router)
+    app[SIGNALING] = SignalingEndpoint(
+        config, storage, lambda: app[CONSULTATIONS], metrics=metrics, drain=drain
+    )
+    app[SIGNALING].register(app.router)
     Pages(config, storage).register(app.router)
     app.cleanup_ctx.append(live_media(config, storage))
     app.cleanup_ctx.append(_purge_periodically)
@@ -87,13 +113,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the database answers a trivial query."""
-    try:
-        await request.app[STORAGE].ping()
-    except Exception:
-        log_event(logger, "readiness_failed", logging.WARNING, exc_info=True)
-        return web.json_response({"status": "unavailable"}, status=503)
-    return web.json_response({"status": "ok"})
+    """Readiness: the database answers, a UDP port of the range is free, and not shutting down."""
+    app = request.app
+    checks = await check_readiness(app[CONFIG], app[STORAGE], app[DRAIN].draining)
+    body: dict = {"checks": {name: "ok" if ok else "failed" for name, ok in checks.items()}}
+    failed = [name for name, ok in checks.items() if not ok]
+    if failed:
+        log_event(logger, "readiness_failed", logging.WARNING, failed=",".join(failed))
+        return web.json_response({"status": "unavailable", "failed": failed, **body}, status=503)
+    return web.json_response({"status": "ok", **body})
 
 
 async def _purge_periodically(app: web.Application) -> AsyncIterator[None]:
@@ -169,29 +197,27 @@ def listen_url(config: Config, port: int | None = None) -> str:
 
 
 def _ssl_context(config: Config) -> ssl.SSLContext | None:
-    if not config.server.tls:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(config.server.tls_cert, config.server.tls_key)  # type: ignore[arg-type]
-    return context
+    return server_context(config)
 
 
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
-    """Run the server until SIGINT or SIGTERM."""
+    """Run the server until SIGINT or SIGTERM; reload the TLS certificate on SIGHUP."""
     storage = await open_storage(config.storage)
     try:
         secret = config.server.session_secret or load_or_create_session_secret(
             config.storage.data_dir
         )
         app = create_app(config, storage, session_secret=secret)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=HANDLER_GRACE_SECONDS
+        )
         await runner.setup()
+        metrics_runner = None
         try:
-            site = web.TCPSite(
-                runner, config.server.host, config.server.port, ssl_context=_ssl_context(config)
-            )
+            tls = server_context(config)
+            site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=tls)
             await site.start()
+            metrics_runner = await _start_metrics(app, config)
             url = listen_url(config)
             print(f"Sprechzimmer is listening on {url}", flush=True)
             log_event(logger, "server_started", url=url, public_url=config.server.public_url)
@@ -199,11 +225,54 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
+            if tls is not None:
+                loop.add_signal_handler(signal.SIGHUP, reload_certificate, tls, config)
             if ready is not None:
                 ready.set()
             await stop.wait()
             log_event(logger, "server_stopping")
+            await _within(DRAIN_SECONDS, shut_down(app), "drain")
         finally:
-            await runner.cleanup()
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
+            await _within(CLEANUP_SECONDS, runner.cleanup(), "cleanup")
     finally:
         await storage.close()
+    log_event(logger, "server_stopped")
+
+
+async def shut_down(app: web.Application) -> None:
+    """Refuse new joins (and /readyz says 503), end every live consultation telling both people
+    (`ended` `shutdown`, close 1001) with its database writes, close the relay, then close the
+    sockets of dashboards and pages that had not joined."""
+    app[DRAIN].begin()
+    await close_live_media(app)
+    app[SIGNALING].close_all()
+
+
+async def _within(seconds: float, step: Awaitable[None], name: str) -> None:
+    try:
+        await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        log_event(logger, "shutdown_step_timed_out", logging.WARNING, step=name)
+
+
+async def _start_metrics(app: web.Application, config: Config) -> web.AppRunner | None:
+    """The Prometheus listener. If its port is taken the service runs on without it: a busy
+    metrics port must not keep consultations from happening (Prometheus reports the target
+    down)."""
+    if not config.metrics.enabled:
+        return None
+    try:
+        runner = await serve_metrics(app[METRICS], config.metrics.host, config.metrics.port)
+    except OSError as exc:
+        log_event(
+            logger,
+            "metrics_unavailable",
+            logging.ERROR,
+            listen=config.metrics.listen,
+            error=exc.strerror or type(exc).__name__,
+        )
+        return None
+    log_event(logger, "metrics_listening", listen=config.metrics.listen)
+    return runner

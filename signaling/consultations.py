@@ -10,13 +10,16 @@ and length.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from sfu import Relay, Room
 from signaling.logs import LOGGER_NAME, log_event
+from signaling.metrics import Metrics
 from signaling.storage import Appointment, AppointmentState, Storage
 
 __all__ = ["SEATS", "Consultation", "ConsultationRegistry", "Participant"]
@@ -29,6 +32,14 @@ SEATS = (THERAPIST, CLIENT)
 
 CLOSE_REPLACED = 4009
 CLOSE_ENDED = 4004
+CLOSE_GOING_AWAY = 1001  # RFC 6455: the server is going down
+
+# The server is restarting. The room closes, but the appointment stays open and its link keeps
+# working: both may join again once the server is back, within the appointment's validity.
+SHUTDOWN = "shutdown"
+
+MEDIA_POLL_SECONDS = 0.05  # join_to_media_seconds is read in 50 ms steps, far below ICE's pace
+MEDIA_WAIT_LIMIT = 120.0  # after two minutes without media the call did not start: not observed
 
 
 class Participant(Protocol):
@@ -55,6 +66,7 @@ class Consultation:
         storage: Storage,
         on_change: Callable[[Consultation], None],
         clock: Callable[[], dt.datetime] = _utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self.appointment_id = appointment.id
         self.therapist_id = appointment.therapist_id
@@ -71,6 +83,10 @@ class Consultation:
         self._room: Room | None = None
         self._last_together: dt.datetime | None = None
         self._lock = asyncio.Lock()  # joins, leaves and the end never interleave
+        self._metrics = metrics or Metrics()
+        # per seat: when both were last seated, and the packets forwarded to it until then
+        self._awaiting_media: dict[str, tuple[float, int]] = {}
+        self._media_watch: asyncio.Task[None] | None = None
 
     # --- presence ---------------------------------------------------------------------------
 
@@ -115,6 +131,7 @@ class Consultation:
                 return
             self._seats[seat] = None
             self._media.pop(seat, None)
+            self._awaiting_media.clear()
             if self._room is not None:
                 await self._room.disconnect(seat)
             other = self._seats[self._other(seat)]
@@ -165,16 +182,33 @@ class Consultation:
             now = self._clock()
             if self.present(THERAPIST) and self.present(CLIENT):
                 self._last_together = now
+            close_code = CLOSE_GOING_AWAY if reason == SHUTDOWN else CLOSE_ENDED
             for seat, participant in self._seats.items():
                 if participant is not None:
                     participant.send(_message("ended", reason=reason))
-                    participant.close(CLOSE_ENDED)
+                    participant.close(close_code)
                 self._seats[seat] = None
+            self._awaiting_media.clear()
+            if self._media_watch is not None:
+                self._media_watch.cancel()
             if self._room is not None:
                 await self._room.close()
                 self._room = None
-            await self._record_end(now, reason)
+            if reason == SHUTDOWN:
+                await self._record_pause()
+            else:
+                await self._record_end(now, reason)
             self._on_change(self)
+
+    async def _record_pause(self) -> None:
+        """The server stops mid-appointment: nobody is in the room, the appointment goes on."""
+        try:
+            await self._storage.update_appointment(
+                self.appointment_id, state=AppointmentState.SCHEDULED
+            )
+        except Exception:
+            log_event(logger, "session_pause_not_recorded", logging.ERROR, exc_info=True)
+        log_event(logger, "session_interrupted", appointment=self.appointment_id)
 
     async def _record_end(self, now: dt.datetime, reason: str) -> None:
         state = AppointmentState.CANCELLED if reason == "cancelled" else AppointmentState.ENDED
@@ -188,6 +222,7 @@ class Consultation:
             if self.both_present_at is not None:
                 until = self._last_together or now
                 seconds = max(int((until - self.both_present_at).total_seconds()), 0)
+                self._metrics.session_duration.observe(seconds)
                 await self._storage.record_session_statistic(
                     self.therapist_id, self.both_present_at.date(), seconds
                 )
@@ -202,7 +237,9 @@ class Consultation:
         now = self._clock()
         if both:
             self._last_together = None
+            self._await_media()
             if self.both_present_at is None:
+                self._metrics.sessions.inc()
                 self.both_present_at = now.replace(microsecond=0)
                 await self._storage.update_appointment(
                     self.appointment_id,
@@ -217,6 +254,36 @@ class Consultation:
             "waiting": AppointmentState.WAITING,
         }.get(self.status, AppointmentState.SCHEDULED)
         await self._storage.update_appointment(self.appointment_id, state=state)
+
+    def _await_media(self) -> None:
+        """Both are seated: time how long until packets reach each of them."""
+        now = time.monotonic()
+        for seat in SEATS:
+            self._awaiting_media.setdefault(seat, (now, self._forwarded_to(seat)))
+        if self._media_watch is None or self._media_watch.done():
+            self._media_watch = asyncio.create_task(self._watch_media())
+
+    async def _watch_media(self) -> None:
+        # Polling the room's plain counters keeps the relay's hot path free of callbacks.
+        while self._awaiting_media and not self.ended:
+            await asyncio.sleep(MEDIA_POLL_SECONDS)
+            now = time.monotonic()
+            for seat, (since, before) in list(self._awaiting_media.items()):
+                if self._forwarded_to(seat) > before:
+                    self._metrics.join_to_media.observe(now - since)
+                elif now - since <= MEDIA_WAIT_LIMIT:
+                    continue
+                with contextlib.suppress(KeyError):
+                    del self._awaiting_media[seat]
+
+    def _forwarded_to(self, seat: str) -> int:
+        """RTP packets the relay has forwarded to ``seat`` (sent by the other seat)."""
+        if self._room is None:
+            return 0
+        sent = self._room.stats().get(self._other(seat))
+        if sent is None:
+            return 0
+        return sent.forwarded_from["audio_packets"] + sent.forwarded_from["video_packets"]
 
     def _peer_view(self, seat: str) -> dict:
         other = self._other(seat)
@@ -246,11 +313,16 @@ class ConsultationRegistry:
     """All live consultations, and the dashboards watching them."""
 
     def __init__(
-        self, relay: Relay, storage: Storage, clock: Callable[[], dt.datetime] = _utcnow
+        self,
+        relay: Relay,
+        storage: Storage,
+        clock: Callable[[], dt.datetime] = _utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self.relay = relay
         self._storage = storage
         self._clock = clock
+        self._metrics = metrics or Metrics()
         self._consultations: dict[int, Consultation] = {}
         self._watchers: dict[int, set[Participant]] = {}
 
@@ -261,7 +333,7 @@ class ConsultationRegistry:
         consultation = self._consultations.get(appointment.id)
         if consultation is None or consultation.ended:
             consultation = Consultation(
-                appointment, self.relay, self._storage, self._changed, self._clock
+                appointment, self.relay, self._storage, self._changed, self._clock, self._metrics
             )
             self._consultations[appointment.id] = consultation
         return consultation

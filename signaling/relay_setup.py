@@ -13,11 +13,19 @@ from aiohttp import web
 
 from sfu import Relay, RelayConfig
 from signaling.config import Config
-from signaling.consultations import ConsultationRegistry
+from signaling.consultations import SHUTDOWN, ConsultationRegistry
 from signaling.logs import LOGGER_NAME, log_event
+from signaling.metrics import METRICS
 from signaling.storage import Storage
 
-__all__ = ["CONSULTATIONS", "RELAY", "end_live_session", "live_media", "relay_config"]
+__all__ = [
+    "CONSULTATIONS",
+    "RELAY",
+    "close_live_media",
+    "end_live_session",
+    "live_media",
+    "relay_config",
+]
 
 RELAY = web.AppKey("relay", Relay)
 CONSULTATIONS = web.AppKey("consultations", ConsultationRegistry)
@@ -46,7 +54,7 @@ def live_media(
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         relay = Relay(relay_config(config))
-        registry = ConsultationRegistry(relay, storage)
+        registry = ConsultationRegistry(relay, storage, metrics=app.get(METRICS))
         app[RELAY] = relay
         app[CONSULTATIONS] = registry
         expiry = asyncio.create_task(_expire_periodically(registry))
@@ -54,10 +62,22 @@ def live_media(
         expiry.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await expiry
-        await registry.close_all("shutdown")
-        await relay.close()
+        await close_live_media(app)
 
     return context
+
+
+async def close_live_media(app: web.Application) -> None:
+    """Tell everyone in a room that the server stops, close the rooms, then the relay.
+
+    Safe to call twice: `serve` calls it first thing on SIGTERM, and the cleanup context again.
+    """
+    registry = app.get(CONSULTATIONS)
+    if registry is not None:
+        await registry.close_all(SHUTDOWN)
+    relay = app.get(RELAY)
+    if relay is not None:
+        await relay.close()
 
 
 async def _expire_periodically(registry: ConsultationRegistry) -> None:

@@ -18,13 +18,21 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from sfu import InvalidOffer, RelayError
+from sfu import InvalidOffer, RelayError, RelayFull
 from signaling import invites
 from signaling.config import Config
-from signaling.consultations import CLIENT, THERAPIST, Consultation, ConsultationRegistry
+from signaling.consultations import (
+    CLIENT,
+    CLOSE_GOING_AWAY,
+    THERAPIST,
+    Consultation,
+    ConsultationRegistry,
+)
 from signaling.csrf import origin_of
+from signaling.drain import Drain
 from signaling.login_sessions import SignedIn, current_session
 from signaling.logs import LOGGER_NAME, log_event
+from signaling.metrics import Metrics
 from signaling.storage import Appointment, Storage
 from signaling.turn_credentials import ice_servers_for_participant
 from signaling.ws_messages import BadMessage, Message, parse_message
@@ -137,12 +145,17 @@ class SignalingEndpoint:
         storage: Storage,
         registry: Callable[[], ConsultationRegistry],
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        metrics: Metrics | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self._config = config
         self._storage = storage
         self._registry = registry
         self._clock = clock
         self._origin = origin_of(config.server.public_url)
+        self._metrics = metrics or Metrics()
+        self._drain = drain or Drain()
+        self._connections: set[Connection] = set()
         self.rejections: dict[str, int] = {}
         self._handlers: dict[str, Callable[[_State, Message, Connection], Awaitable[None]]] = {
             "join": self._join,
@@ -170,10 +183,16 @@ class SignalingEndpoint:
         )
         await ws.prepare(request)
         connection = Connection(ws)
-        state = _State(
-            signed_in=await current_session(request, self._storage),
-            client_cookie=request.cookies.get(invites.COOKIE_NAME),
-        )
+        self._connections.add(connection)
+        self._metrics.websocket_connections.inc()
+        try:
+            state = _State(
+                signed_in=await current_session(request, self._storage),
+                client_cookie=request.cookies.get(invites.COOKIE_NAME),
+            )
+        except BaseException:
+            await self._gone(connection)
+            raise
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -185,8 +204,18 @@ class SignalingEndpoint:
                     break
         finally:
             await self._forget(state, connection)
-            await connection.finish()
+            await self._gone(connection)
         return ws
+
+    async def _gone(self, connection: Connection) -> None:
+        self._connections.discard(connection)
+        self._metrics.websocket_connections.dec()
+        await connection.finish()
+
+    def close_all(self) -> None:
+        """Shutdown: close every socket still open (dashboards, pages not yet seated) with 1001."""
+        for connection in list(self._connections):
+            connection.close(CLOSE_GOING_AWAY)
 
     # --- dispatch ---------------------------------------------------------------------------
 
@@ -207,8 +236,19 @@ class SignalingEndpoint:
             return refusal.close is None
         except InvalidOffer as exc:
             self._error(connection, "invalid_offer", str(exc))
+        except RelayFull:
+            self._unavailable(
+                connection,
+                "capacity",
+                "The service is at capacity: every consultation room is in use. "
+                "Please try again in a few minutes.",
+            )
         except RelayError:
-            self._error(connection, "relay_unavailable", "no media capacity left; try again later")
+            self._unavailable(
+                connection,
+                "relay_unavailable",
+                "No media connection is free right now. Please try again in a few minutes.",
+            )
         except Exception as exc:
             # only the type: an exception's text may carry what the browser sent
             log_event(logger, "signaling_error", logging.ERROR, error=type(exc).__name__)
@@ -220,8 +260,16 @@ class SignalingEndpoint:
     def _error(self, connection: Connection, code: str, message: str) -> None:
         connection.send({"v": 1, "type": "error", "code": code, "message": message})
 
+    def _unavailable(self, connection: Connection, reason: str, message: str) -> None:
+        """The relay cannot take this call; the browser may retry on the same connection."""
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
+        self._metrics.reject(reason)
+        log_event(logger, "media_refused", reason=reason)
+        self._error(connection, "relay_unavailable", message)
+
     def _refuse(self, connection: Connection, refusal: Refusal) -> None:
         self.rejections[refusal.code] = self.rejections.get(refusal.code, 0) + 1
+        self._metrics.reject(refusal.code)
         log_event(logger, "join_refused", reason=refusal.code)
         self._error(connection, refusal.code, str(refusal))
         if refusal.close is not None:
@@ -232,6 +280,10 @@ class SignalingEndpoint:
     async def _join(self, state: _State, message: Message, connection: Connection) -> None:
         if state.seat is not None:
             raise BadMessage("already joined; send leave first")
+        if self._drain.draining:
+            raise Refusal(
+                "shutting_down", "the service is restarting; join again shortly", CLOSE_GOING_AWAY
+            )
         if message.appointment is not None:
             appointment, seat = (
                 await self._therapist_appointment(state, message.appointment),
@@ -243,6 +295,7 @@ class SignalingEndpoint:
         name = appointment.client_display_name if seat == CLIENT else None
         peer = await consultation.join(seat, connection, name)
         state.seat, state.consultation = seat, consultation
+        self._metrics.joins.inc()
         connection.send(
             {
                 "v": 1,

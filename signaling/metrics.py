@@ -1,0 +1,279 @@
+"""Prometheus metrics: what the signaling side counts, and the relay's counters read at scrape time.
+
+Every app has its own ``CollectorRegistry`` (never the global one), so tests can run many apps in
+one process. ``/metrics`` is served on its own listener (``metrics.listen``), never on the public
+port.
+
+Two kinds of metric live here:
+
+- Events of the signaling side (joins, refusals, sessions, the time from join to media) are
+  ordinary prometheus-client counters and histograms; each happens once per join or session.
+- The relay's media counters are plain ints on the hot path (``sfu.forwarder.Counters``,
+  ``sfu.totals.RelayTotals``, ``sfu.latency.LatencyHistogram``). ``LiveCollector`` reads them only
+  when Prometheus scrapes, so forwarding a packet costs no more than before.
+
+No label carries personal data or an id: every label value comes from a fixed set below, and
+``Metrics.reject`` folds anything unexpected into ``other``. A test checks the exposition.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from sfu.latency import BUCKETS as LATENCY_BUCKETS
+
+if TYPE_CHECKING:
+    from sfu import Relay
+    from signaling.consultations import ConsultationRegistry
+
+__all__ = [
+    "KINDS",
+    "METRICS",
+    "REJECTION_REASONS",
+    "RETRANSMISSION_RESULTS",
+    "ROLES",
+    "LiveCollector",
+    "Metrics",
+    "serve_metrics",
+]
+
+PREFIX = "sprechzimmer_"
+
+ROLES = ("therapist", "client")
+KINDS = ("audio", "video")
+RETRANSMISSION_RESULTS = ("hit", "miss")
+# The refusal codes of docs/protocol.md, plus "capacity" (relay_unavailable because
+# limits.max_rooms is reached) and "other", which should stay at zero.
+REJECTION_REASONS = (
+    "unauthorized",
+    "full",
+    "used",
+    "expired",
+    "cancelled",
+    "rate_limited",
+    "capacity",
+    "relay_unavailable",
+    "shutting_down",
+    "other",
+)
+
+# Seconds from both people joining to media reaching a browser: ICE and DTLS take well under a
+# second on a good network, several with TURN; beyond a minute the call did not start.
+JOIN_TO_MEDIA_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0, 120.0)
+# Seconds of a session: a therapy session is 50 minutes; short ones are aborted calls.
+SESSION_BUCKETS = (60, 300, 600, 1200, 1800, 2700, 3300, 3900, 4500, 5400, 7200, 10800)
+
+
+class Metrics:
+    """One app's registry and the signaling side's metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        ProcessCollector(registry=registry)
+        Info(PREFIX + "build", "Version of Sprechzimmer and of Python.", registry=registry).info(
+            {"version": _version(), "python": platform.python_version()}
+        )
+        self.joins = Counter(
+            PREFIX + "joins", "Participants seated in a consultation room.", registry=registry
+        )
+        self.joins_rejected = Counter(
+            PREFIX + "joins_rejected",
+            "Joins and requests refused, by the protocol's error code.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in REJECTION_REASONS:
+            self.joins_rejected.labels(reason)
+        self.sessions = Counter(
+            PREFIX + "sessions",
+            "Sessions begun: therapist and client in the room together for the first time.",
+            registry=registry,
+        )
+        self.session_duration = Histogram(
+            PREFIX + "session_duration_seconds",
+            "Length of ended sessions, from first together to last together.",
+            buckets=SESSION_BUCKETS,
+            registry=registry,
+        )
+        self.join_to_media = Histogram(
+            PREFIX + "join_to_media_seconds",
+            "From both participants being in the room to the first packet forwarded to each.",
+            buckets=JOIN_TO_MEDIA_BUCKETS,
+            registry=registry,
+        )
+        self.websocket_connections = Gauge(
+            PREFIX + "websocket_connections_active",
+            "Open signaling WebSockets.",
+            registry=registry,
+        )
+
+    def reject(self, reason: str) -> None:
+        self.joins_rejected.labels(reason if reason in REJECTION_REASONS else "other").inc()
+
+    def watch_live(
+        self, live: Callable[[], tuple[Relay | None, ConsultationRegistry | None]]
+    ) -> None:
+        """Read the relay and the consultations at each scrape (``live`` gives them, or None)."""
+        self.registry.register(LiveCollector(live))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+class LiveCollector(Collector):
+    """The relay's counters and the rooms' occupancy, read when Prometheus scrapes."""
+
+    def __init__(
+        self, live: Callable[[], tuple[Relay | None, ConsultationRegistry | None]]
+    ) -> None:
+        self._live = live
+
+    def collect(self) -> Iterator[Metric]:
+        relay, consultations = self._live()
+        participants = GaugeMetricFamily(
+            PREFIX + "participants_active", "People in consultation rooms.", labels=["role"]
+        )
+        seated = dict.fromkeys(ROLES, 0)
+        for consultation in consultations.active if consultations is not None else ():
+            for role in ROLES:
+                seated[role] += consultation.present(role)
+        for role in ROLES:
+            participants.add_metric([role], seated[role])
+        yield participants
+        if relay is None:
+            return  # before start-up and after shutdown: only what the signaling side knows
+        yield GaugeMetricFamily(
+            PREFIX + "rooms_active", "Rooms open in the media relay.", value=len(relay.rooms)
+        )
+        yield from _forwarding(relay.forwarding_totals())
+        totals = relay.totals
+        for name, text, value in (
+            (
+                "media_connections",
+                "Peer connections that reached connected.",
+                totals.legs_connected,
+            ),
+            ("ice_failures", "Peer connections whose ICE failed.", totals.ice_failures),
+            (
+                "dtls_failures",
+                "Peer connections whose DTLS handshake failed.",
+                totals.dtls_failures,
+            ),
+            (
+                "udp_port_exhaustions",
+                "Times a peer connection found no free port in the UDP range.",
+                relay.ports.exhausted,
+            ),
+        ):
+            yield CounterMetricFamily(PREFIX + name, text, value=value)
+        yield _latency_histogram(relay.latency)
+
+
+def _forwarding(totals: dict[str, int]) -> Iterator[Metric]:
+    packets = CounterMetricFamily(
+        PREFIX + "rtp_packets_forwarded", "RTP packets forwarded.", labels=["kind"]
+    )
+    octets = CounterMetricFamily(
+        PREFIX + "rtp_bytes_forwarded", "RTP bytes forwarded, before SRTP.", labels=["kind"]
+    )
+    for kind in KINDS:
+        packets.add_metric([kind], totals[f"{kind}_packets"])
+        octets.add_metric([kind], totals[f"{kind}_bytes"])
+    yield packets
+    yield octets
+    retransmissions = CounterMetricFamily(
+        PREFIX + "retransmissions",
+        "NACKed packets: resent from the relay's cache (hit) or asked of the sender (miss).",
+        labels=["result"],
+    )
+    retransmissions.add_metric(["hit"], totals["retransmit_hits"])
+    retransmissions.add_metric(["miss"], totals["retransmit_misses"])
+    yield retransmissions
+    for name, text, key in (
+        ("rtp_packets_lost", "Packets lost between senders and the relay.", "packets_lost"),
+        ("rtp_packets_dropped", "Packets the relay could not route or parse.", "dropped"),
+        (
+            "rtcp_pli",
+            "Keyframe requests (PLI, FIR) received from receivers.",
+            "keyframe_requests_received",
+        ),
+        (
+            "rtcp_pli_sent",
+            "Keyframe requests (PLI) sent to senders, rate-limited.",
+            "keyframe_requests_sent",
+        ),
+        ("rtcp_nack", "NACK messages received from receivers.", "nacks_received"),
+    ):
+        yield CounterMetricFamily(PREFIX + name, text, value=totals[key])
+
+
+def _latency_histogram(latency) -> Metric:  # type: ignore[no-untyped-def]
+    """``sfu.latency.LatencyHistogram`` (per-bucket counts, last is +Inf) as cumulative buckets."""
+    buckets = []
+    cumulative = 0
+    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), latency.counts, strict=True):
+        cumulative += count
+        buckets.append((_bound(bound), cumulative))
+    return HistogramMetricFamily(
+        PREFIX + "forward_latency_seconds",
+        "Time packets spend in the relay, kernel receive to send; one packet in 32 is sampled.",
+        buckets=buckets,
+        sum_value=latency.sum,
+    )
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sprechzimmer")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+async def serve_metrics(metrics: Metrics, host: str, port: int) -> web.AppRunner:
+    """Serve ``GET /metrics`` on its own listener; the caller cleans the runner up."""
+
+    async def handle(request: web.Request) -> web.Response:
+        response = web.Response(body=metrics.exposition())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
