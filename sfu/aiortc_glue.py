@@ -418,8 +418,9 @@ def _install_reader(
                     pass  # replayed or forged: libsrtp authenticates every packet
                 except Exception as exc:  # a bug must not kill the socket reader
                     on_error(exc)
-            else:
-                hand_back(data, addr)
+            elif data and (data[0] < 4 or 19 < data[0] < 64):
+                hand_back(data, addr)  # STUN (0-3) or DTLS (20-63), as RFC 7983 demultiplexes
+            # anything else is dropped here: aiortc's DTLS reader dies on an empty datagram
 
     loop._remove_reader(fd)
     loop._add_reader(fd, drain)

@@ -118,6 +118,7 @@ class Forwarder:
         self._routes: dict[int, Route] = {}
         self._reception: dict[int, ReceptionStats] = {}
         self._current_ssrc: dict[str, int] = {}  # kind -> the source SSRC now forwarded
+        self._current_rtx: dict[str, int] = {}  # kind -> the source's RTX SSRC
         self._outbound: dict[str, Outbound] = {}
         self._keyframes = KeyframeRequestLimiter(keyframe_interval)
         self.sink_rtt: float | None = None  # seconds, from the sink's receiver reports
@@ -131,6 +132,7 @@ class Forwarder:
         self._routes.clear()
         self._reception.clear()
         self._current_ssrc.clear()
+        self._current_rtx.clear()
         self._keyframes.reset()
 
     def set_sink(self, sink: Endpoint | None) -> None:
@@ -151,6 +153,12 @@ class Forwarder:
             self.counters.dropped += 1
             return
         first, second, seq, ts, ssrc = _HEADER.unpack_from(packet)
+        header_end = 12
+        if first & 0x3F:  # padding, CSRCs or an extension: check their lengths before trusting them
+            header_end = self._header_length(packet, first)
+            if header_end < 0 or (first & 0x20 and not 0 < packet[-1] <= len(packet) - header_end):
+                self.counters.dropped += 1
+                return
         route = self._routes.get(ssrc)
         if route is None:
             if self.sink is None:
@@ -167,23 +175,18 @@ class Forwarder:
         out_seq = (seq + route.seq_offset) & 0xFFFF
         out_ts = (ts + route.ts_offset) & 0xFFFFFFFF
         out = bytearray(packet)
-        if first & 0x1F:  # CSRCs or an extension: check their lengths before trusting them
-            header_end = self._header_length(packet, first)
-            if header_end < 0:
-                self.counters.dropped += 1
-                return
-            rewriter = route.rewriter
-            if rewriter is not None and first & 0x10:
-                fixed = 12 + 4 * (first & 0x0F)
-                if (
-                    packet[fixed] != 0xBE
-                    or packet[fixed + 1] != 0xDE
-                    or not (rewriter.rewrite_in_place(out, fixed + 4, header_end))
-                ):
-                    out = self._rewrite_extensions(rewriter, packet, first)
-                    if out is None:
-                        self.counters.dropped += 1
-                        return
+        rewriter = route.rewriter
+        if rewriter is not None and first & 0x10:
+            fixed = 12 + 4 * (first & 0x0F)
+            if (
+                packet[fixed] != 0xBE
+                or packet[fixed + 1] != 0xDE
+                or not rewriter.rewrite_in_place(out, fixed + 4, header_end)
+            ):
+                out = self._rewrite_extensions(rewriter, packet, first)
+                if out is None:
+                    self.counters.dropped += 1
+                    return
         _HEADER.pack_into(
             out, 0, out[0], (second & 0x80) | route.out_pt, out_seq, out_ts, route.out_ssrc
         )
@@ -226,6 +229,10 @@ class Forwarder:
             # else unwrapped as a plain retransmission on the main stream.
             route.out_ssrc = sink_params.local_rtx_ssrc or sink_params.local_ssrc
             route.out_pt = sink_params.rtx_payload_type or sink_params.payload_type
+            old_rtx = self._current_rtx.get(kind)
+            if old_rtx is not None and old_rtx != ssrc:
+                self._routes.pop(old_rtx, None)  # one RTX stream per kind: tables stay bounded
+            self._current_rtx[kind] = ssrc
         else:
             now = time.monotonic()
             if self._current_ssrc.get(kind) != ssrc:
@@ -233,7 +240,10 @@ class Forwarder:
                 if old is not None:
                     self._routes.pop(old, None)  # the old source stopped; never mix two
                 self._current_ssrc[kind] = ssrc
+                self._reception.pop(old, None)
                 outbound.mapping.start_source(seq, ts, now)
+                # a new encoder needs its keyframe now, whatever the sink asked for lately
+                self._keyframes.reset()
             if kind == "video":
                 # the sink joins mid-stream or the source is new: either way the sink's decoder
                 # needs a keyframe before it can show anything
