@@ -180,9 +180,15 @@ class TherapistApi:
         appointment = await self._own_appointment(request, signed_in)
         ensure_changeable(appointment)
         invite = mint_invite(self._config)
-        # Replacing the stored hash is what kills the old link.
+        # Replacing the stored hash is what kills the old link. A new link is for a new start
+        # (often a new device): the old browser binding and its consent go with the old link.
         updated = await self._storage.update_appointment(
-            appointment.id, invite_token_hash=invite.token_hash
+            appointment.id,
+            invite_token_hash=invite.token_hash,
+            client_binding_hash=None,
+            client_display_name=None,
+            terms_version=None,
+            consent_at=None,
         )
         log_event(logger, "invite_reissued", appointment_id=appointment.id)
         return web.json_response({**appointment_json(updated), "invite_url": invite.url})

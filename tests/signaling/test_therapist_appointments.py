@@ -229,3 +229,23 @@ async def test_non_numeric_appointment_id_is_404(alice):
 async def test_unknown_api_path_answers_json_404(alice):
     status, body, _ = await alice("GET", "/nothing-here")
     assert (status, body["error"]["code"]) == (404, "not_found")
+
+
+async def test_a_reissued_link_can_be_taken_by_a_new_browser(api, alice):
+    from tests.signaling.client_links import consent
+
+    _, created, _ = await alice.create()
+    old_device, new_device = api.client(), api.client()
+    try:
+        status, _, _ = await consent(
+            old_device, token_of(created["invite_url"]), display_name="Kim"
+        )
+        assert status == 200
+        _, reissued, _ = await alice("POST", f"/appointments/{created['id']}/invite")
+        status, _, _ = await consent(new_device, token_of(reissued["invite_url"]))
+        assert status == 200
+        stored = await api.storage.get_appointment(created["id"])
+        assert stored.client_display_name is None  # the old consent went with the old link
+    finally:
+        await old_device.close()
+        await new_device.close()
