@@ -74,6 +74,7 @@ class Consultation:
         self.client_name = appointment.client_display_name
         self.both_present_at = appointment.both_present_at
         self.ended = False
+        self._end_reason: str | None = None
         self._relay = relay
         self._storage = storage
         self._on_change = on_change
@@ -97,7 +98,8 @@ class Consultation:
     def status(self) -> str:
         """The dashboard's view: invited, waiting, in_call or ended."""
         if self.ended:
-            return AppointmentState.ENDED.value
+            # after a shutdown the appointment goes on: the dashboard shows it as before the call
+            return "invited" if self._end_reason == SHUTDOWN else AppointmentState.ENDED.value
         if self.present(THERAPIST) and self.present(CLIENT):
             return AppointmentState.IN_CALL.value
         if self.present(CLIENT):
@@ -179,6 +181,7 @@ class Consultation:
             if self.ended:
                 return
             self.ended = True
+            self._end_reason = reason
             now = self._clock()
             if self.present(THERAPIST) and self.present(CLIENT):
                 self._last_together = now
