@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import itertools
 import math
 import struct
 import time
@@ -142,7 +143,13 @@ class Received:
     audio_frames: int = 0
     loud_audio_frames: int = 0
     last_video: VideoFrame | None = None
+    video_times: list[float] = field(default_factory=list)  # monotonic arrival of each frame
     tasks: list[asyncio.Task] = field(default_factory=list)
+
+    def longest_gap(self, since: float = 0.0) -> float:
+        """The longest time between two decoded video frames after ``since`` (a freeze)."""
+        times = [t for t in self.video_times if t >= since]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
 class MediaPeer:
@@ -181,6 +188,7 @@ class MediaPeer:
             if track.kind == "video":
                 self.received.video_frames += 1
                 self.received.last_video = frame
+                self.received.video_times.append(time.monotonic())
             else:
                 self.received.audio_frames += 1
                 if audio_rms(frame) > 500:
