@@ -4,6 +4,7 @@ personal data or ids, checked on the exposition after a whole call through the r
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -284,3 +285,11 @@ def test_metrics_of_separate_apps_do_not_share_a_registry():
     first.joins.inc()
     assert value(first.exposition().decode(), "sprechzimmer_joins_total") == 1
     assert value(second.exposition().decode(), "sprechzimmer_joins_total") == 0
+
+
+async def test_every_metric_the_example_alerts_use_is_exposed(served):
+    rules = (Path(__file__).parents[2] / "docs" / "prometheus" / "alerts.yml").read_text()
+    used = set(re.findall(r"\bsprechzimmer_\w+", rules))
+    text, _ = await scrape(served.metrics_url)
+    names = {name for name, _ in samples(text)}
+    assert used and used <= names, sorted(used - names)
