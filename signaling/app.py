@@ -200,6 +200,10 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
     return server_context(config)
 
 
+def _nothing_to_reload() -> None:
+    log_event(logger, "reload_ignored", reason="no TLS certificate configured")
+
+
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     """Run the server until SIGINT or SIGTERM; reload the TLS certificate on SIGHUP."""
     storage = await open_storage(config.storage)
@@ -227,6 +231,10 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
                 loop.add_signal_handler(signum, stop.set)
             if tls is not None:
                 loop.add_signal_handler(signal.SIGHUP, reload_certificate, tls, config)
+            else:
+                # SIGHUP's default would end the process (status 129, which systemd counts as a
+                # clean stop): behind a TLS-terminating proxy there is simply nothing to reload
+                loop.add_signal_handler(signal.SIGHUP, _nothing_to_reload)
             if ready is not None:
                 ready.set()
             await stop.wait()

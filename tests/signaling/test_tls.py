@@ -117,3 +117,29 @@ def test_sighup_makes_the_running_server_present_the_renewed_certificate(tmp_pat
             process.terminate()
             process.wait(timeout=10)
         assert "event=certificate_reloaded" in process.stderr.read()
+
+
+def test_sighup_without_tls_is_ignored_rather_than_ending_the_server(tmp_path):
+    port = free_port()
+    config = tmp_path / "serve.yaml"
+    config.write_text(
+        f"server:\n  port: {port}\n"
+        f"storage:\n  sqlite_path: {tmp_path / 'data' / 'db.sqlite3'}\n"
+        'metrics:\n  listen: ""\n'
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "signaling", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout.readline().startswith("Sprechzimmer is listening on http://")
+            process.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            assert process.poll() is None  # behind a TLS proxy, a reload must not stop it
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+        assert process.returncode == 0
+        assert "event=reload_ignored" in process.stderr.read()
