@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +37,19 @@ _STATUS_CODES = {
     415: "unsupported_media_type",
     429: "rate_limited",
 }
+
+
+# SQLite result codes (the low byte of an extended code) that mean "not now", not "a bug": another
+# process holds the write lock past the busy timeout, or the disk (or max_page_count) is full.
+# Nothing was written -- every write is one transaction -- so the client may simply retry.
+_BUSY = (503, "storage_unavailable", "The database is busy; nothing was saved. Try again shortly.")
+_FULL = (507, "storage_full", "The server's storage is full; nothing was saved.")
+_STORAGE_TROUBLE = {
+    sqlite3.SQLITE_BUSY: _BUSY,
+    sqlite3.SQLITE_LOCKED: _BUSY,
+    sqlite3.SQLITE_FULL: _FULL,
+}
+STORAGE_RETRY_AFTER_SECONDS = 5
 
 
 class ApiError(Exception):
@@ -76,17 +90,37 @@ async def api_error_middleware(request: web.Request, handler: Any) -> web.Stream
         return error_response(exc.status, code, exc.reason, headers)
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
-        # Only the type is logged: exception messages can carry request data.
+    except sqlite3.OperationalError as exc:
+        trouble = _STORAGE_TROUBLE.get(exc.sqlite_errorcode & 0xFF)
+        if trouble is None:
+            return _internal_error(request, exc)
+        status, code, message = trouble
         log_event(
             logger,
-            "unhandled_error",
+            "storage_unavailable",
             logging.ERROR,
             method=request.method,
             path=request.path,
-            error=type(exc).__name__,
+            error=exc.sqlite_errorname,  # a result code name, never the statement or its values
         )
-        return error_response(500, "internal_error", "Internal server error")
+        return error_response(
+            status, code, message, {"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)}
+        )
+    except Exception as exc:
+        return _internal_error(request, exc)
+
+
+def _internal_error(request: web.Request, exc: Exception) -> web.Response:
+    # Only the type is logged: exception messages can carry request data.
+    log_event(
+        logger,
+        "unhandled_error",
+        logging.ERROR,
+        method=request.method,
+        path=request.path,
+        error=type(exc).__name__,
+    )
+    return error_response(500, "internal_error", "Internal server error")
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:

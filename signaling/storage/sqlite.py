@@ -534,7 +534,12 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        elif self._db.in_transaction:
+            # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR); a second
+            # ROLLBACK would fail and hide the real error behind "no transaction is active"
+            self._db.execute("ROLLBACK")
 
 
 def _migrations() -> list[tuple[int, str, str]]:
