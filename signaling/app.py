@@ -222,9 +222,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
             site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=tls)
             await site.start()
             metrics_runner = await _start_metrics(app, config)
-            url = listen_url(config)
-            print(f"Sprechzimmer is listening on {url}", flush=True)
-            log_event(logger, "server_started", url=url, public_url=config.server.public_url)
+            # signal handlers before the "listening" line: whoever waits for that line may signal
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -235,6 +233,9 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
                 # SIGHUP's default would end the process (status 129, which systemd counts as a
                 # clean stop): behind a TLS-terminating proxy there is simply nothing to reload
                 loop.add_signal_handler(signal.SIGHUP, _nothing_to_reload)
+            url = listen_url(config)
+            print(f"Sprechzimmer is listening on {url}", flush=True)
+            log_event(logger, "server_started", url=url, public_url=config.server.public_url)
             if ready is not None:
                 ready.set()
             await stop.wait()
