@@ -44,9 +44,13 @@ logger = logging.getLogger(LOGGER_NAME)
 HEARTBEAT_SECONDS = 10.0  # ping every 10 s; aiohttp closes after a missed pong (~15 s)
 RATE_CAPACITY = 50  # messages ...
 RATE_WINDOW = 10.0  # ... per 10 seconds: ICE trickling is bursty, a flood is not
+# A page sends join or watch right after the socket opens; one that says nothing for 30 s is
+# not a page of ours (or a stuck one) and only holds a socket and a file descriptor.
+JOIN_TIMEOUT_SECONDS = 30.0
 
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_REFUSED = 4003
+CLOSE_JOIN_TIMEOUT = 4008  # 4000 + 408 Request Timeout, as 4029 mirrors 429
 CLOSE_RATE_LIMITED = 4029
 CLOSE_INTERNAL = 1011
 
@@ -136,6 +140,12 @@ class _State:
     consultation: Consultation | None = None
     watching: int | None = None
     limit: RateLimit = field(default_factory=RateLimit)
+    join_deadline: asyncio.TimerHandle | None = None  # cancelled by the first join or watch
+
+    def engaged(self) -> None:
+        if self.join_deadline is not None:
+            self.join_deadline.cancel()
+            self.join_deadline = None
 
 
 class SignalingEndpoint:
@@ -193,6 +203,9 @@ class SignalingEndpoint:
         except BaseException:
             await self._gone(connection)
             raise
+        state.join_deadline = asyncio.get_running_loop().call_later(
+            JOIN_TIMEOUT_SECONDS, self._join_timed_out, connection
+        )
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -203,9 +216,15 @@ class SignalingEndpoint:
                 else:
                     break
         finally:
+            state.engaged()
             await self._forget(state, connection)
             await self._gone(connection)
         return ws
+
+    def _join_timed_out(self, connection: Connection) -> None:
+        log_event(logger, "join_timeout")
+        self._error(connection, "join_timeout", "send join or watch after opening the socket")
+        connection.close(CLOSE_JOIN_TIMEOUT)
 
     async def _gone(self, connection: Connection) -> None:
         self._connections.discard(connection)
@@ -295,6 +314,7 @@ class SignalingEndpoint:
         name = appointment.client_display_name if seat == CLIENT else None
         peer = await consultation.join(seat, connection, name)
         state.seat, state.consultation = seat, consultation
+        state.engaged()
         self._metrics.joins.inc()
         connection.send(
             {
@@ -369,6 +389,7 @@ class SignalingEndpoint:
         if state.signed_in is None:
             raise Refusal("unauthorized", "sign in first", CLOSE_UNAUTHORIZED)
         if state.watching is None:
+            state.engaged()
             state.watching = state.signed_in.therapist.id
             self._registry().watch(state.watching, connection)
 

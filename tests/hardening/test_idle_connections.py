@@ -1,0 +1,115 @@
+"""Sockets that open and then say nothing: the server closes them after the join timeout, many
+of them do not keep a real call from starting, and closing them leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+import signaling.ws_endpoint
+from signaling.app import SIGNALING
+from signaling.metrics import METRICS
+from signaling.relay_setup import CONSULTATIONS
+from tests.hardening.app_server import MEDIA, app_serving
+from tests.sfu.media_peers import use_loopback_only
+from tests.signaling.api_server import PUBLIC_URL, write_config
+from tests.signaling.test_ws_call import Side, book, consenting_client
+
+IDLE_SOCKETS = 200
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator:
+    use_loopback_only()
+    async with app_serving(write_config(tmp_path, extra=MEDIA)) as (api, app):
+        await api.add_therapist("alice")
+        yield api, app
+
+
+async def closed_with(ws: aiohttp.ClientWebSocketResponse, timeout: float) -> tuple[list, int]:
+    """The messages a socket gets until the server closes it, and the close code."""
+    messages = []
+    async with asyncio.timeout(timeout):
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                messages.append(json.loads(msg.data))
+    return messages, ws.close_code
+
+
+def open_sockets(app) -> float:  # type: ignore[no-untyped-def]
+    return app[METRICS].registry.get_sample_value("sprechzimmer_websocket_connections_active")
+
+
+async def test_a_socket_that_never_joins_is_closed_with_4008_after_the_join_timeout(
+    served, monkeypatch
+):
+    api, _ = served
+    monkeypatch.setattr(signaling.ws_endpoint, "JOIN_TIMEOUT_SECONDS", 0.5)
+    http, _ = await api.signed_in()
+    side = Side(http)
+    try:
+        started = time.monotonic()
+        await side.connect()
+        messages, code = await closed_with(side.ws, timeout=5)
+        assert time.monotonic() - started >= 0.5
+        assert [m["code"] for m in messages if m["type"] == "error"] == ["join_timeout"]
+        assert code == 4008
+    finally:
+        await side.close()
+
+
+async def test_a_dashboard_that_watches_stays_open_past_the_join_timeout(served, monkeypatch):
+    api, _ = served
+    monkeypatch.setattr(signaling.ws_endpoint, "JOIN_TIMEOUT_SECONDS", 0.3)
+    http, _ = await api.signed_in()
+    side = Side(http)
+    try:
+        await side.connect()
+        await side.send(type="watch")
+        with pytest.raises(TimeoutError):
+            await closed_with(side.ws, timeout=1.0)
+        assert not side.ws.closed
+    finally:
+        await side.close()
+
+
+async def test_200_idle_sockets_neither_block_a_call_nor_outlive_the_join_timeout(
+    served, monkeypatch
+):
+    api, app = served
+    monkeypatch.setattr(signaling.ws_endpoint, "JOIN_TIMEOUT_SECONDS", 3.0)
+    therapist, appointment_id, token = await book(api)
+    client = await consenting_client(api, token)
+    # one browser-less crowd, no cookies: anyone on the internet can open this many sockets
+    crowd = aiohttp.ClientSession(base_url=api.url, connector=aiohttp.TCPConnector(limit=0))
+    try:
+        idle = await asyncio.gather(
+            *(crowd.ws_connect("/ws", headers={"Origin": PUBLIC_URL}) for _ in range(IDLE_SOCKETS))
+        )
+        assert open_sockets(app) == IDLE_SOCKETS
+
+        await therapist.connect()
+        await therapist.send(type="join", appointment=appointment_id)
+        assert (await therapist.next("joined", timeout=5))["seat"] == "therapist"
+        await client.connect()
+        await client.send(type="join", invite=token)
+        assert (await client.next("joined", timeout=5))["peer"]["state"] == "present"
+
+        ends = await asyncio.gather(*(closed_with(ws, timeout=20) for ws in idle))
+        assert {code for _, code in ends} == {4008}
+        await asyncio.sleep(0.2)  # the server's handlers finish after their close frame
+        assert open_sockets(app) == 2
+        assert len(app[SIGNALING]._connections) == 2
+        assert [c.appointment_id for c in app[CONSULTATIONS].active] == [appointment_id]
+        assert app[CONSULTATIONS]._watchers == {}
+        assert not therapist.ws.closed and not client.ws.closed
+    finally:
+        await crowd.close()
+        await therapist.close()
+        await client.close()
