@@ -144,8 +144,11 @@ def make_peer_connection(ice_servers: list[dict]) -> RTCPeerConnection:
 
 def prepare_peer_connection(pc: RTCPeerConnection, policy: GatherPolicy) -> None:
     """Make every ICE gatherer of ``pc`` gather with ``policy``. Call after adding transceivers."""
-    for transceiver in pc.getTransceivers():
-        connection = transceiver.receiver.transport.transport.iceGatherer._connection
+    transports = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)  # bundled away later, unless it comes first
+    for dtls in transports:
+        connection = dtls.transport.iceGatherer._connection
         connection.get_component_candidates = _gatherer(connection, policy)
 
 

@@ -6,11 +6,12 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 
 from . import aiortc_glue
 from .aiortc_glue import GatherPolicy, NegotiatedMedia, Wire
+from .chat_bridge import CHAT_CHANNEL_ID, CHAT_CHANNEL_LABEL, ChatLimiter
 from .errors import InvalidOffer, PortsExhausted
 from .forwarder import Endpoint
 from .latency import LatencyHistogram
@@ -33,6 +34,7 @@ class Leg:
         on_rtp: Callable[[bytes], None],
         on_rtcp: Callable[[bytes], None],
         latency: LatencyHistogram | None = None,
+        on_chat: Callable[[str | bytes], None] | None = None,
     ) -> None:
         self.state = "new"
         self.failure: str | None = None  # "ice" or "dtls" once the leg failed
@@ -44,6 +46,9 @@ class Leg:
         self._on_rtp = on_rtp
         self._on_rtcp = on_rtcp
         self._latency = latency
+        self._on_chat = on_chat
+        self.chat: RTCDataChannel | None = None
+        self.chat_limiter = ChatLimiter()
         self._pc: RTCPeerConnection | None = None
         self._media: list[NegotiatedMedia] = []
         self._pending: set[str] = set()
@@ -56,6 +61,8 @@ class Leg:
         kinds = [m.kind for m in description.media if m.kind in ("audio", "video")]
         for kind in kinds:
             pc.addTransceiver(kind, direction="sendrecv")
+        if any(m.kind == "application" for m in description.media):
+            self._open_chat(pc)
         aiortc_glue.prepare_peer_connection(pc, self._gather)
         aiortc_glue.align_stream_ids(pc, str(uuid.uuid4()))
         for transceiver in pc.getTransceivers():
@@ -108,6 +115,22 @@ class Leg:
         if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
             parsed.sdpMLineIndex = 0
         await self._pc.addIceCandidate(parsed)
+
+    def send_chat(self, message: str | bytes) -> bool:
+        """Pass a message from the other leg to this browser; False if its channel is not open."""
+        if self.chat is None or self.chat.readyState != "open":
+            return False
+        self.chat.send(message)
+        return True
+
+    def _open_chat(self, pc: RTCPeerConnection) -> None:
+        channel = pc.createDataChannel(CHAT_CHANNEL_LABEL, negotiated=True, id=CHAT_CHANNEL_ID)
+        self.chat = channel
+
+        @channel.on("message")
+        def relay(message: str | bytes) -> None:
+            if self._on_chat is not None and self.chat_limiter.allow(message):
+                self._on_chat(message)
 
     def remote_candidate_count(self) -> int:
         """How many candidates the browser gave us (in the offer or trickled); never addresses."""

@@ -56,12 +56,19 @@ class Room:
         self._latency = latency
         self._totals = totals
         self._legs: dict[str, Leg] = {}
+        self.chat_relayed = 0
+        self.chat_dropped = 0
         self._forwarders: dict[str, Forwarder] = {}  # by source seat
         self._reports = asyncio.ensure_future(self._send_receiver_reports())
 
     @property
     def seats(self) -> list[str]:
         return list(self._forwarders)
+
+    def chat_open(self, seat: str) -> bool:
+        """Whether the seat's chat channel to the relay is open."""
+        leg = self._legs.get(seat)
+        return leg is not None and leg.chat is not None and leg.chat.readyState == "open"
 
     def leg_state(self, seat: str) -> str | None:
         leg = self._legs.get(seat)
@@ -86,6 +93,7 @@ class Room:
             on_rtp=forwarder.on_rtp,
             on_rtcp=lambda data: self._dispatch_rtcp(seat, data),
             latency=self._latency,
+            on_chat=lambda message: self._relay_chat(seat, message),
         )
         self._legs[seat] = leg
         try:
@@ -173,6 +181,13 @@ class Room:
             self._detach(seat)
         if self.on_leg_state is not None:
             self.on_leg_state(seat, state)
+
+    def _relay_chat(self, seat: str, message: str | bytes) -> None:
+        other = next((leg for s, leg in self._legs.items() if s != seat), None)
+        if other is None or not other.send_chat(message):
+            self.chat_dropped += 1  # nobody to give it to: chat is never stored
+        else:
+            self.chat_relayed += 1
 
     def _dispatch_rtcp(self, seat: str, data: bytes) -> None:
         own = self._forwarders[seat]

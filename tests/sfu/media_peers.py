@@ -155,13 +155,20 @@ class Received:
 class MediaPeer:
     """A browser stand-in: offers audio + video, sends its picture and tone, decodes the other's."""
 
-    def __init__(self, picture: Picture, tone: float, send_audio: bool = True) -> None:
+    def __init__(
+        self, picture: Picture, tone: float, send_audio: bool = True, chat: bool = False
+    ) -> None:
         self.picture = picture
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.received = Received()
+        self.chat_messages: list[str | bytes] = []
+        self.chat = None
         if send_audio:
             self.pc.addTrack(ToneTrack(tone))
         self.pc.addTrack(PictureTrack(picture))
+        if chat:  # as the call page does: a pre-negotiated channel, id 0
+            self.chat = self.pc.createDataChannel("chat", negotiated=True, id=0)
+            self.chat.on("message", self.chat_messages.append)
         self.pc.on("track", self._on_track)
 
     async def offer(self) -> str:
