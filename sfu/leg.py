@@ -16,6 +16,7 @@ from .errors import InvalidOffer, PortsExhausted
 from .forwarder import Endpoint
 from .latency import LatencyHistogram
 from .media_params import KindParams, kind_params
+from .offer_limits import check_candidate, check_offer_values
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class Leg:
         if len(candidate) > MAX_CANDIDATE_BYTES:
             raise InvalidOffer("candidate too long")
         line = candidate[len("candidate:") :] if candidate.startswith("candidate:") else candidate
+        check_candidate(line)
         try:
             parsed = aiortc_sdp.candidate_from_sdp(line)
         except (AssertionError, ValueError, IndexError) as exc:
@@ -202,6 +204,7 @@ def parse_offer(offer_sdp: str) -> aiortc_sdp.SessionDescription:
         raise InvalidOffer(f"offer larger than {MAX_OFFER_BYTES} bytes")
     if not offer_sdp.startswith("v=0"):
         raise InvalidOffer("malformed SDP: must start with v=0")
+    check_offer_values(offer_sdp)
     try:
         description = aiortc_sdp.SessionDescription.parse(offer_sdp)
     except Exception as exc:

@@ -1,0 +1,96 @@
+"""Bounds on the values in a browser's offer, checked on the text before aiortc parses it.
+
+aiortc's SDP parser checks some fields with ``assert`` (gone under ``python -O``, and its
+message is empty) and others not at all: it accepts a 5000-character ICE ufrag, 1000
+fingerprints or a candidate on port 99999999 and leaves them for aioice and the DTLS code to
+trip over. Janus crashed on offers like these (CVE-2020-13898 to CVE-2020-14034). Each check
+here names the field it refuses, so the browser's error message says what was wrong.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidOffer
+
+__all__ = ["check_candidate", "check_offer_values"]
+
+MAX_PORT = 65535
+MAX_PAYLOAD_TYPE = 127  # RTP's payload type is a 7-bit field (RFC 3550 section 5.1)
+# RFC 8839 section 5.4: ice-ufrag 4 to 256 ice-chars, ice-pwd 22 to 256
+UFRAG_CHARS = (4, 256)
+PWD_CHARS = (22, 256)
+_ICE_CHARS = re.compile(r"[A-Za-z0-9+/]*")
+# a browser sends one fingerprint per section; RFC 8122 allows one per hash function
+MAX_FINGERPRINTS = 4
+_RTP_ATTRIBUTES = ("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")
+
+
+def check_offer_values(offer_sdp: str) -> None:
+    """Raise ``InvalidOffer`` naming the first field whose value is out of bounds."""
+    fingerprints = 0
+    for line in offer_sdp.splitlines():
+        if line.startswith("m="):
+            _check_media_line(line)
+            fingerprints = 0
+        elif line.startswith(_RTP_ATTRIBUTES):
+            payload_type = line.split(":", 1)[1].split(" ", 1)[0]
+            if not (line.startswith("a=rtcp-fb:") and payload_type == "*"):
+                _check_payload_type(payload_type)
+        elif line.startswith("a=candidate:"):
+            check_candidate(line[2:])
+        elif line.startswith("a=ice-ufrag:"):
+            _check_ice_chars("ice-ufrag", line[len("a=ice-ufrag:") :], UFRAG_CHARS)
+        elif line.startswith("a=ice-pwd:"):
+            _check_ice_chars("ice-pwd", line[len("a=ice-pwd:") :], PWD_CHARS)
+        elif line.startswith("a=fingerprint:"):
+            fingerprints += 1
+            if fingerprints > MAX_FINGERPRINTS:
+                raise InvalidOffer(f"more than {MAX_FINGERPRINTS} fingerprints in one section")
+
+
+def check_candidate(candidate: str) -> None:
+    """A candidate attribute (with or without ``candidate:``): component, priority and port."""
+    bits = candidate.removeprefix("candidate:").split()
+    if len(bits) < 8:
+        raise InvalidOffer("malformed candidate: too few fields")
+    component, priority, port = (_integer(bits[i], "candidate") for i in (1, 3, 5))
+    if not 1 <= component <= 256:
+        raise InvalidOffer("candidate component out of range")
+    if not 1 <= priority < 2**32:
+        raise InvalidOffer("candidate priority out of range")
+    if not 0 <= port <= MAX_PORT:
+        raise InvalidOffer("candidate port out of range")
+
+
+def _check_media_line(line: str) -> None:
+    parts = line[2:].split()
+    if len(parts) < 4:
+        raise InvalidOffer("malformed m-line")
+    kind, port, protocol, formats = parts[0], parts[1], parts[2], parts[3:]
+    if not 0 <= _integer(port.split("/", 1)[0], "m-line port") <= MAX_PORT:
+        raise InvalidOffer(f"{kind} m-line port out of range")
+    if "RTP" not in protocol:
+        return  # the data channel's formats are names, not payload types
+    if len(formats) > MAX_PAYLOAD_TYPE + 1 or len(set(formats)) != len(formats):
+        raise InvalidOffer(f"{kind} m-line lists more payload types than exist, or one twice")
+    for payload_type in formats:
+        _check_payload_type(payload_type)
+
+
+def _check_payload_type(text: str) -> None:
+    if not 0 <= _integer(text, "payload type") <= MAX_PAYLOAD_TYPE:
+        raise InvalidOffer(f"payload type out of range (0 to {MAX_PAYLOAD_TYPE})")
+
+
+def _check_ice_chars(name: str, value: str, bounds: tuple[int, int]) -> None:
+    value = value.strip()
+    low, high = bounds
+    if not low <= len(value) <= high or not _ICE_CHARS.fullmatch(value):
+        raise InvalidOffer(f"{name} must be {low} to {high} letters, digits, + or /")
+
+
+def _integer(text: str, what: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
+        raise InvalidOffer(f"{what} is not a number")
+    return int(text)
