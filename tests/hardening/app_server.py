@@ -27,7 +27,9 @@ MEDIA = """media:
 
 
 @asynccontextmanager
-async def app_serving(config: Config) -> AsyncIterator[tuple[ApiServer, web.Application]]:
+async def app_serving(
+    config: Config, port: int = 0
+) -> AsyncIterator[tuple[ApiServer, web.Application]]:
     storage = await SqliteStorage.open(config.storage.sqlite_path)
     try:
         secret = load_or_create_session_secret(config.storage.data_dir)
@@ -35,7 +37,7 @@ async def app_serving(config: Config) -> AsyncIterator[tuple[ApiServer, web.Appl
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.TCPSite(runner, "127.0.0.1", port)
             await site.start()
             url = f"http://127.0.0.1:{runner.addresses[0][1]}"
             yield ApiServer(url, config, storage, config.storage.sqlite_path), app
