@@ -22,8 +22,10 @@ from signaling.app import create_app
 from signaling.config import Config, load_config
 from signaling.credentials import hash_password
 from signaling.storage.sqlite import SqliteStorage
+from tests.privacy_canaries import remember
 
 PASSWORD = "correct horse battery"
+remember(PASSWORD)
 
 # argon2 at full cost makes every test that creates an account slow; these tests are about HTTP
 # behaviour, not hash strength, so accounts get a hash computed once.
@@ -61,6 +63,7 @@ class ApiServer:
         ) as response:
             assert response.status == 200, await response.text()
             csrf = (await response.json())["csrf_token"]
+        remember(csrf, *(c.value for c in session.cookie_jar))
         return session, csrf
 
 

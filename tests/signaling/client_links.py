@@ -10,6 +10,7 @@ import aiohttp
 
 from signaling.credentials import hash_token, new_token
 from signaling.terms import TERMS_VERSION
+from tests.privacy_canaries import remember
 from tests.signaling.api_server import ApiServer, call
 
 INVALID_LINK = {"error": {"code": "invalid_link", "message": "This link is not valid"}}
@@ -32,7 +33,9 @@ async def create_via_therapist_api(
             headers={"X-CSRF-Token": csrf},
         )
     assert status == 201, body
-    return body["invite_url"].rsplit("/j/", 1)[1], body
+    token = body["invite_url"].rsplit("/j/", 1)[1]
+    remember(token)
+    return token, body
 
 
 async def link_at(
@@ -47,6 +50,7 @@ async def link_at(
     therapist = await api.storage.get_therapist("alice")
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     token = new_token()
+    remember(token)
     await api.storage.create_appointment(
         therapist.id,
         now - opened + dt.timedelta(minutes=15),
@@ -71,6 +75,7 @@ OMIT: Any = _OMIT
 async def consent(
     browser: aiohttp.ClientSession, token: str, **changes: Any
 ) -> tuple[int, Any, Any]:
+    remember(changes.get("display_name"))
     return await call(browser, "POST", f"/api/client/{token}/consent", json=consent_body(**changes))
 
 

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from signaling.credentials import hash_token
+from tests.privacy_canaries import remember
 from tests.signaling.api_server import ApiServer, call, in_days
 from tests.signaling.api_server import api as api  # the fixture, re-exported for pytest
 
@@ -25,7 +26,9 @@ class Therapist:
         return await call(self.client, method, f"/api/therapist{path}", headers=headers, **kwargs)
 
     async def create(self, **fields):
-        return await self("POST", "/appointments", json={"starts_at": in_days(1), **fields})
+        result = await self("POST", "/appointments", json={"starts_at": in_days(1), **fields})
+        remember(fields.get("note"), *(_token(result[1]),))
+        return result
 
 
 @pytest.fixture
@@ -42,6 +45,12 @@ async def bob(api: ApiServer) -> AsyncIterator[Therapist]:
     client, csrf = await api.signed_in("bob")
     async with client:
         yield Therapist(client, csrf)
+
+
+def _token(body) -> str | None:
+    if isinstance(body, dict) and "invite_url" in body:
+        return token_of(body["invite_url"])
+    return None
 
 
 def token_of(invite_url: str) -> str:

@@ -16,6 +16,7 @@ import pytest
 
 from signaling.credentials import hash_token
 from signaling.storage import AppointmentState
+from tests.privacy_canaries import remember
 from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, MediaPeer, looks_like, use_loopback_only
 from tests.signaling.api_server import PUBLIC_URL, ApiServer, call, serving, write_config
 
@@ -93,6 +94,7 @@ async def book(server: ApiServer) -> tuple[Side, int, str]:
     )
     assert status == 201, body
     token = body["invite_url"].rsplit("/", 1)[1]
+    remember(token)
     return Side(http), body["id"], token
 
 
@@ -104,6 +106,7 @@ async def consenting_client(server: ApiServer, token: str, name: str | None = "K
     payload["terms_version"] = info["terms_version"]
     if name:
         payload["display_name"] = name
+        remember(name)
     status, body, _ = await call(
         http, "POST", f"/api/client/{token}/consent", json=payload, headers={"Origin": PUBLIC_URL}
     )
