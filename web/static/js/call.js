@@ -12,6 +12,11 @@ const FATAL_ERRORS = new Set(["unauthorized", "full", "used", "expired", "cancel
 const DISCONNECTED_GRACE_MS = 4000;
 // A peer connection that has not connected within this long will not: start again.
 const CONNECT_TIMEOUT_MS = 20000;
+// While both sides are connected, packets arrive all the time (a muted microphone still sends
+// silence, a camera turned off sends black frames). Nothing for this long means the media path
+// is stuck although ICE looks fine: build a fresh peer connection, as after a drop.
+const STALL_TIMEOUT_MS = 6000;
+const STALL_CHECK_MS = 2000;
 
 export class CallSession extends EventTarget {
   /** `join` is {appointment: id} (therapist) or {invite: token} (client). */
@@ -29,6 +34,9 @@ export class CallSession extends EventTarget {
     this.socketDelay = 1000;
     this.restartDelay = 1000;
     this.timers = new Set();
+    this.peerState = "absent";
+    this.restarts = 0; // fresh peer connections after the first, for support and tests
+    this.stallWatch = setInterval(() => this.checkStall(), STALL_CHECK_MS);
   }
 
   start() {
@@ -100,15 +108,19 @@ export class CallSession extends EventTarget {
         this.seat = message.seat;
         this.iceServers = Array.isArray(message.ice_servers) ? message.ice_servers : [];
         this.emit("joined", message);
-        if (message.peer) this.emit("peer", message.peer);
+        if (message.peer) {
+          this.peerState = message.peer.state;
+          this.emit("peer", message.peer);
+        }
         // The first peer connection is an offer; every later one (after a dropped socket)
         // replaces the relay's leg for our seat.
-        this.startPeer(this.everOffered ? "reconnect" : "offer");
+        this.startPeer(this.hasLeg ? "reconnect" : "offer");
         break;
       case "answer":
         this.applyAnswer(message.sdp);
         break;
       case "peer":
+        this.peerState = message.state;
         this.emit("peer", message);
         break;
       case "media":
@@ -116,12 +128,24 @@ export class CallSession extends EventTarget {
         if (message.state === "failed") this.restartPeer();
         break;
       case "ended":
-        this.finish(message.reason);
+        if (message.reason === "shutdown") {
+          // The server restarts; the appointment stays open. The socket closes with 1001 and
+          // onSocketClose joins again once the server is back.
+          this.closePeer();
+          this.emit("reconnecting");
+        } else {
+          this.finish(message.reason);
+        }
         break;
       case "error":
         this.lastError = message.code;
-        if (FATAL_ERRORS.has(message.code)) this.fail(message.code);
-        else this.emit("error", message);
+        if (FATAL_ERRORS.has(message.code)) {
+          this.fail(message.code);
+        } else {
+          this.emit("error", message);
+          // No room or port left on the relay: offer again later on the same connection.
+          if (message.code === "relay_unavailable") this.restartPeer();
+        }
         break;
       default:
         break; // e2ee and anything newer: not used by this page yet
@@ -147,6 +171,8 @@ export class CallSession extends EventTarget {
 
   async startPeer(kind) {
     const generation = ++this.generation;
+    if (kind === "reconnect") this.restarts++;
+    this.lastInbound = { packets: -1, since: Date.now() };
     this.closePeer();
     const pc = new RTCPeerConnection({
       iceServers: this.iceServers,
@@ -189,7 +215,6 @@ export class CallSession extends EventTarget {
       return;
     }
     if (!current()) return;
-    this.everOffered = true;
     send(this.socket, { type: kind, sdp: pc.localDescription.sdp });
     this.connectTimer = this.later(() => {
       if (current() && connectionState(pc) !== "connected") this.restartPeer();
@@ -206,6 +231,7 @@ export class CallSession extends EventTarget {
       return;
     }
     this.answered = true;
+    this.hasLeg = true;
     for (const message of this.pendingCandidates) send(this.socket, message);
     this.pendingCandidates = [];
   }
@@ -234,9 +260,28 @@ export class CallSession extends EventTarget {
     this.emit("reconnecting");
     this.later(() => {
       this.restartPending = false;
-      if (!this.done) this.startPeer("reconnect");
+      if (!this.done) this.startPeer(this.hasLeg ? "reconnect" : "offer");
     }, this.restartDelay);
     this.restartDelay = Math.min(this.restartDelay * 2, 10000);
+  }
+
+  async checkStall() {
+    const pc = this.pc;
+    if (this.done || !pc || this.restartPending || this.peerState !== "connected" || connectionState(pc) !== "connected") {
+      this.lastInbound = { packets: -1, since: Date.now() };
+      return;
+    }
+    let packets = 0;
+    (await pc.getStats()).forEach((entry) => {
+      if (entry.type === "inbound-rtp") packets += entry.packetsReceived || 0;
+    });
+    if (pc !== this.pc) return;
+    if (packets !== this.lastInbound.packets) {
+      this.lastInbound = { packets, since: Date.now() };
+    } else if (Date.now() - this.lastInbound.since > STALL_TIMEOUT_MS) {
+      this.lastInbound = { packets: -1, since: Date.now() };
+      this.restartPeer();
+    }
   }
 
   transceiverFor(kind) {
@@ -269,6 +314,7 @@ export class CallSession extends EventTarget {
 
   stop(status) {
     this.status = status;
+    clearInterval(this.stallWatch);
     this.generation++;
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();

@@ -230,7 +230,8 @@ class QualityMeter {
       return;
     }
     const now = readStats(report);
-    const before = this.previous;
+    now.pc = this.session.pc;
+    const before = this.previous && this.previous.pc === now.pc ? this.previous : null;
     this.previous = now;
     if (!before || now.time <= before.time) return;
     const seconds = (now.time - before.time) / 1000;
@@ -259,7 +260,10 @@ class QualityMeter {
   }
 
   mbit(bitsPerSecond) {
-    return this.number.format(Math.max(0, bitsPerSecond) / 1e6);
+    const bits = Math.max(0, bitsPerSecond);
+    return bits >= 1e6
+      ? t("quality.mbit", { value: this.number.format(bits / 1e6) })
+      : t("quality.kbit", { value: Math.round(bits / 1e3) });
   }
 }
 

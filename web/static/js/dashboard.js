@@ -33,6 +33,7 @@ $("btn-logout").addEventListener("click", async () => {
   }
 });
 $("btn-new").addEventListener("click", () => openForm(null));
+$("btn-new").disabled = false;
 $("btn-cancel-dialog").addEventListener("click", () => dialog.close());
 form.addEventListener("submit", saveForm);
 

@@ -47,6 +47,8 @@ async function main() {
   $("btn-test-sound").addEventListener("click", () => playTestTone(selects.speaker.value).catch(() => {}));
   $("btn-check").addEventListener("click", checkConnection);
   $("join-form").addEventListener("submit", join);
+  // Disabled in the HTML until these listeners exist.
+  for (const id of ["btn-devices-on", "btn-check", "btn-join"]) $(id).disabled = false;
 }
 
 async function loadInfo() {

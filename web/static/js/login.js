@@ -29,6 +29,10 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
+// The button stays disabled until the listener above exists: a native submit would send the
+// password in the request.
+document.getElementById("btn-login").disabled = false;
+
 function loginError(failure) {
   if (!(failure instanceof ApiError)) return t("common.networkError");
   switch (failure.code) {
