@@ -143,6 +143,7 @@ async def test_a_call_between_therapist_and_client(web_server: WebServer):
     dashboard, _ = await web_server.signed_in_page(therapist_context)
     item = dashboard.locator(f'li[data-id="{appointment["id"]}"]')
     await expect(item.locator(".badge")).to_have_text("Eingeladen")
+    await expect(item.locator("a.join")).to_have_attribute("href", f"/call/{appointment['id']}")
     therapist, therapist_log = await web_server.page(therapist_context)
     await therapist.goto(f"{web_server.url}/call/{appointment['id']}")
     await expect(therapist.locator("#remote-status")).to_have_text(
@@ -218,3 +219,35 @@ async def test_a_call_between_therapist_and_client(web_server: WebServer):
     await expect(item.locator(".badge")).to_have_text("Beendet")
     assert therapist_log.errors == []
     assert client_log.errors == []
+
+
+async def test_the_client_waits_for_the_therapist(web_server: WebServer):
+    appointment = await web_server.appointment(dt.timedelta(minutes=5))
+    context = await web_server.context()
+    await context.add_init_script(camera(BLUE))
+    client, recorded = await web_server.page(context)
+    await client.goto(appointment["invite_url"])
+    await client.get_by_label("Ich habe die Nutzungsbedingungen gelesen").check()
+    await client.get_by_label("Ich willige ein").check()
+    await client.get_by_role("button", name="Beitreten").click()
+    await expect(client.locator("#remote-status")).to_have_text(
+        "Ihr Therapeut / Ihre Therapeutin ist gleich für Sie da."
+    )
+    await expect(client.locator("#remote-sub")).to_have_text(
+        "Ihre Verbindung steht. Bitte lassen Sie dieses Fenster geöffnet."
+    )
+    assert await poll(client, "document.getElementById('self-video').videoWidth > 0")
+    await screenshot(client, "waiting-for-therapist")
+
+    await client.get_by_role("button", name="Auflegen").click()
+    await expect(
+        client.get_by_role("heading", name="Sie haben das Gespräch verlassen")
+    ).to_be_focused()
+    await expect(client.get_by_role("button", name="Wieder beitreten")).to_be_visible()
+    assert recorded.errors == []
+
+
+async def test_the_call_page_sends_a_visitor_to_login(web_server: WebServer):
+    page, _ = await web_server.page(await web_server.context())
+    await page.goto(f"{web_server.url}/call/1")
+    await expect(page).to_have_url(f"{web_server.url}/login")

@@ -104,7 +104,9 @@ function renderItem(appointment) {
   const active = ["scheduled", "waiting", "in_call"].includes(appointment.state) && state !== "ended";
   const join = item.querySelector(".join");
   join.href = `/call/${id}`;
-  join.hidden = !(active && new Date(appointment.opens_at) <= now);
+  // The therapist may enter early to get ready: from the day of the appointment on.
+  const sameDay = starts.toDateString() === now.toDateString();
+  join.hidden = !(active && (sameDay || new Date(appointment.opens_at) <= now));
   join.setAttribute("aria-label", t("dashboard.joinAt", { time: formatTime(starts) }));
 
   const remint = item.querySelector(".remint");
