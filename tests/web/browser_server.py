@@ -92,9 +92,10 @@ class WebServer:
             await self.api.add_therapist("alice")
         page, recorded = await self.page(context)
         await page.goto(f"{self.url}/login")
-        await page.get_by_label("Benutzername").fill("alice")
-        await page.get_by_label("Passwort").fill(PASSWORD)
-        await page.get_by_role("button", name="Anmelden").click()
+        # By id: the form's language follows the context's locale.
+        await page.locator("#username").fill("alice")
+        await page.locator("#password").fill(PASSWORD)
+        await page.locator("#btn-login").click()
         await page.wait_for_url(f"{self.url}/dashboard")
         return page, recorded
 

@@ -296,3 +296,42 @@ async def poll(page: Page, expression: str, timeout: float = 10.0) -> bool:
             return True
         await asyncio.sleep(0.2)
     return False
+
+
+UNTRANSLATED = """
+(async () => {
+  const english = await (await fetch("/static/i18n/en.json")).json();
+  return [...document.querySelectorAll("[data-i18n]")]
+    .filter((element) => !element.closest("template"))
+    .filter((element) => element.textContent !== english[element.dataset.i18n])
+    .map((element) => element.dataset.i18n);
+})()
+"""
+
+UNLABELLED = """
+[...document.querySelectorAll("input, select, textarea")]
+  .filter((element) => element.type !== "hidden")
+  .filter((element) => !(element.labels && element.labels.length) && !element.getAttribute("aria-label"))
+  .map((element) => element.id || element.outerHTML)
+"""
+
+
+async def test_english_pages_have_no_german_left_and_every_field_a_label(web_server: WebServer):
+    appointment = await web_server.appointment(dt.timedelta(minutes=5))
+    context = await web_server.context(locale="en-GB")
+    page, recorded = await web_server.signed_in_page(context)
+    for path in (
+        "/dashboard",
+        "/login",
+        "/terms",
+        "/privacy",
+        "/call/999999",
+        appointment["invite_url"].removeprefix(web_server.url),
+        "/j/" + "A" * 43,
+    ):
+        await page.goto(web_server.url + path)
+        await expect(page.locator("html.i18n-ready")).to_have_count(1)
+        assert await page.get_attribute("html", "lang") == "en"
+        assert await page.evaluate(UNTRANSLATED) == [], path
+        assert await page.evaluate(UNLABELLED) == [], path
+    assert foreign_requests(web_server, recorded) == []

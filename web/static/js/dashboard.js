@@ -121,12 +121,12 @@ function renderItem(appointment) {
 
   const link = links.get(id);
   const box = item.querySelector(".link-box");
+  const input = box.querySelector(".link");
+  input.id = `link-${id}`;
+  box.querySelector(".link-label").htmlFor = input.id;
   if (link && appointment.has_invite && active) {
     box.hidden = false;
-    const input = box.querySelector(".link");
     input.value = link;
-    input.id = `link-${id}`;
-    box.querySelector(".link-label").htmlFor = input.id;
     input.addEventListener("focus", () => input.select());
     box.querySelector(".copy").addEventListener("click", (event) => copyLink(link, event.currentTarget));
   }

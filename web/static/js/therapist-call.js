@@ -43,7 +43,7 @@ async function main() {
 }
 
 function prepareError(text) {
-  $("prepare-status").textContent = "";
+  $("prepare-status").hidden = true;
   $("prepare-error").textContent = text;
 }
 

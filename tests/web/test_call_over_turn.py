@@ -1,0 +1,163 @@
+"""A call where the client's browser may only use TURN (a clinic network that blocks UDP to the
+relay): the server mints coturn REST credentials for it, a real coturn relays its media, and both
+sides still see each other. With a secret coturn does not share, the browser gets no relay.
+
+The client's context forces `iceTransportPolicy: "relay"` (tests/web/coturn_server.py); the
+therapist's connects as usual. The app is the one of `web_server` (tests/web/browser_server.py),
+with coturn as its only ICE server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.web import browser_server
+from tests.web.browser_server import WebServer
+from tests.web.browser_server import web_server as web_server  # the fixture, for pytest
+from tests.web.coturn_server import RELAY_ONLY, RELAY_PORTS, Coturn
+from tests.web.coturn_server import coturn as coturn  # the fixture, for pytest
+from tests.web.test_call_browser import BLUE, RED, REMOTE_COLOUR, camera, media_advances
+from tests.web.test_pages_browser import poll
+
+# The relay's own ports here, apart from coturn's and from the other browser tests'.
+MEDIA_PORTS = (43400, 43449)
+TTL_SECONDS = 600
+
+# The candidate pair the peer connection sends on, by type and address.
+SELECTED_PAIR = """
+(async () => {
+  const pc = window.sprechzimmerCall && window.sprechzimmerCall.pc;
+  if (!pc) return null;
+  const report = await pc.getStats();
+  let pairId = null;
+  report.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+  });
+  const pair = pairId && report.get(pairId);
+  if (!pair || pair.state !== "succeeded") return null;
+  const local = report.get(pair.localCandidateId);
+  const remote = report.get(pair.remoteCandidateId);
+  return {
+    local: local.candidateType,
+    relayProtocol: local.relayProtocol || null,
+    localPort: local.port,
+    remote: remote.candidateType,
+    remotePort: remote.port,
+  };
+})()
+"""
+
+
+@pytest.fixture
+def app_turn_secret(coturn: Coturn) -> str:
+    """The app's `media.turn_secret`: coturn's, unless a test parametrizes another."""
+    return coturn.secret
+
+
+@pytest.fixture(autouse=True)
+def app_hands_out_coturn(
+    coturn: Coturn, app_turn_secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Autouse fixtures run first, so `web_server` writes its config from this.
+    monkeypatch.setattr(
+        browser_server,
+        "MEDIA",
+        f"""media:
+  allow_loopback_candidates: true
+  listen_addresses: ["127.0.0.1"]
+  udp_port_min: {MEDIA_PORTS[0]}
+  udp_port_max: {MEDIA_PORTS[1]}
+  ice_servers:
+    - urls: ["{coturn.url}"]
+  turn_secret: "{app_turn_secret}"
+  turn_credential_ttl_seconds: {TTL_SECONDS}
+""",
+    )
+
+
+async def test_a_relay_only_client_talks_with_the_therapist_through_coturn(
+    web_server: WebServer, coturn: Coturn
+):
+    appointment = await web_server.appointment(dt.timedelta(minutes=5))
+
+    therapist_context = await web_server.context()
+    await therapist_context.add_init_script(camera(RED))
+    therapist, therapist_log = await web_server.signed_in_page(therapist_context)
+    await therapist.goto(f"{web_server.url}/call/{appointment['id']}")
+
+    client_context = await web_server.context()
+    await client_context.add_init_script(camera(BLUE))
+    await client_context.add_init_script(RELAY_ONLY)
+    client, client_log = await _joined_client(web_server, client_context, appointment)
+
+    await media_advances(client)
+    await media_advances(therapist)
+    assert await poll(
+        client, f"(() => {{ const c = {REMOTE_COLOUR}; return c[0] > c[2] + 80; }})()"
+    )
+
+    # The client's media goes through a coturn relay port to the relay; the therapist's does not.
+    pair = await client.evaluate(SELECTED_PAIR)
+    assert pair is not None and pair["local"] == "relay", pair
+    assert pair["relayProtocol"] == "udp", pair
+    assert RELAY_PORTS[0] <= pair["localPort"] <= RELAY_PORTS[1], pair
+    assert MEDIA_PORTS[0] <= pair["remotePort"] <= MEDIA_PORTS[1], pair
+    assert (await therapist.evaluate(SELECTED_PAIR))["local"] != "relay"
+
+    # The client got REST credentials for this call, and coturn gave it an allocation under them.
+    (server,) = (await client.evaluate("window.turnSeen.configs"))[-1]["iceServers"]
+    assert server["urls"] == [coturn.url]
+    expiry, _, _ = server["username"].partition(":")
+    assert re.fullmatch(r"\d+:[0-9a-f]{16}", server["username"]), server["username"]
+    assert abs(int(expiry) - (time.time() + TTL_SECONDS)) < 60
+    assert _allocations(coturn, server["username"]) >= 1, coturn.log()
+
+    assert therapist_log.errors == []
+    assert client_log.errors == []
+
+
+@pytest.mark.parametrize("app_turn_secret", ["not-coturns-secret"])
+async def test_a_relay_only_client_gets_no_relay_when_the_secrets_differ(
+    web_server: WebServer, coturn: Coturn
+):
+    appointment = await web_server.appointment(dt.timedelta(minutes=5))
+    context = await web_server.context()
+    await context.add_init_script(camera(BLUE))
+    await context.add_init_script(RELAY_ONLY)
+    client, _ = await _joined_client(web_server, context, appointment)
+
+    assert await poll(client, "window.turnSeen.configs.length > 0", 10)
+    assert await poll(
+        client, "window.sprechzimmerCall.pc.iceGatheringState === 'complete'", 10
+    ), await client.evaluate("window.turnSeen")
+    seen = await client.evaluate("window.turnSeen")
+    assert "relay" not in seen["candidates"], seen
+    assert any(e["code"] == 401 for e in seen["errors"]), seen
+    assert await client.evaluate("window.sprechzimmerCall.pc.connectionState") != "connected"
+    username = seen["configs"][-1]["iceServers"][0]["username"]
+    assert _allocations(coturn, username) == 0, coturn.log()
+
+
+async def _joined_client(server: WebServer, context, appointment) -> tuple[Page, object]:
+    """The client's page, in the call after consenting, as in test_call_browser."""
+    client, recorded = await server.page(context)
+    await client.goto(appointment["invite_url"])
+    await client.get_by_label("Ich habe die Nutzungsbedingungen gelesen").check()
+    await client.get_by_label("Ich willige ein").check()
+    await client.get_by_role("button", name="Beitreten").click()
+    await expect(client.locator("#remote-video")).to_be_attached()
+    return client, recorded
+
+
+def _allocations(coturn: Coturn, username: str) -> int:
+    """coturn's log lines for an allocation it granted to `username`."""
+    return sum(
+        1
+        for line in coturn.log().splitlines()
+        if f"user <{username}>" in line and "ALLOCATE processed, success" in line
+    )
