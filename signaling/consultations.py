@@ -139,6 +139,11 @@ class Consultation:
             other = self._seats[self._other(seat)]
             if other is not None:
                 other.send(self._peer_message(self._other(seat), "gone"))
+            elif self._room is not None:
+                # nobody left: give the relay room (and its max_rooms slot) back now rather than
+                # at the end of the appointment's validity; the next offer opens a fresh one
+                room, self._room = self._room, None
+                await room.close()
             await self._update_together()
             self._on_change(self)
 
@@ -165,6 +170,9 @@ class Consultation:
 
     def _leg_state_changed(self, seat: str, state: str) -> None:
         self._media[seat] = state
+        if state in ("failed", "closed"):
+            # the role and the appointment id only: enough to correlate with a complaint
+            log_event(logger, "media_leg_" + state, appointment=self.appointment_id, role=seat)
         participant = self._seats.get(seat)
         if participant is not None:
             participant.send(_message("media", state=state))

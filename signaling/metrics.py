@@ -18,6 +18,7 @@ No label carries personal data or an id: every label value comes from a fixed se
 
 from __future__ import annotations
 
+import asyncio
 import platform
 from collections.abc import Callable, Iterator
 from importlib import metadata
@@ -166,6 +167,15 @@ class LiveCollector(Collector):
         for role in ROLES:
             participants.add_metric([role], seated[role])
         yield participants
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:
+            tasks = None  # scraped outside the event loop's thread
+        if tasks is not None:
+            # a slow leak of tasks (per room, per socket) shows here long before memory does
+            yield GaugeMetricFamily(
+                PREFIX + "asyncio_tasks", "Tasks on the event loop.", value=tasks
+            )
         if relay is None:
             return  # before start-up and after shutdown: only what the signaling side knows
         yield GaugeMetricFamily(

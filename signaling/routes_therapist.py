@@ -55,6 +55,9 @@ class TherapistApi:
         self._config = config
         self._storage = storage
         self._origin = origin_of(config.server.public_url)
+        # Each argon2 check takes 64 MiB for a moment; a burst of logins must not add that up
+        # without bound on a server that also carries live calls. Two at a time stay quick.
+        self._password_checks = asyncio.Semaphore(2)
         limits = config.limits
         self._throttle = LoginThrottle(
             limits.login_attempts_per_account,
@@ -101,7 +104,8 @@ class TherapistApi:
         # a username exists. argon2 takes tens of milliseconds of CPU: run it off the event
         # loop, which also carries the media relay.
         password_hash = therapist.password_hash if therapist else _dummy_hash()
-        valid = await asyncio.to_thread(verify_password, password_hash, password)
+        async with self._password_checks:
+            valid = await asyncio.to_thread(verify_password, password_hash, password)
         if therapist is None or not valid:
             self._throttle.record_failure(username, address)
             log_event(logger, "login_failed", logging.WARNING, ip=ip)

@@ -38,6 +38,7 @@ class ApiServer:
     config: Config
     storage: SqliteStorage
     db_path: Path
+    app: web.Application | None = None
 
     async def add_therapist(self, username: str = "alice", disabled: bool = False) -> None:
         await self.storage.add_therapist(username, _PASSWORD_HASH)
@@ -77,8 +78,10 @@ async def call(
 
 
 @asynccontextmanager
-async def running(config: Config, storage: SqliteStorage) -> AsyncIterator[str]:
-    runner = web.AppRunner(create_app(config, storage), access_log=None)
+async def running(
+    config: Config, storage: SqliteStorage, app: web.Application | None = None
+) -> AsyncIterator[str]:
+    runner = web.AppRunner(app or create_app(config, storage), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -105,8 +108,9 @@ def write_config(tmp_path: Path, public_url: str = PUBLIC_URL, extra: str = "") 
 async def serving(config: Config) -> AsyncIterator[ApiServer]:
     storage = await SqliteStorage.open(config.storage.sqlite_path)
     try:
-        async with running(config, storage) as url:
-            yield ApiServer(url, config, storage, config.storage.sqlite_path)
+        app = create_app(config, storage)
+        async with running(config, storage, app) as url:
+            yield ApiServer(url, config, storage, config.storage.sqlite_path, app)
     finally:
         await storage.close()
 

@@ -293,3 +293,8 @@ async def test_every_metric_the_example_alerts_use_is_exposed(served):
     text, _ = await scrape(served.metrics_url)
     names = {name for name, _ in samples(text)}
     assert used and used <= names, sorted(used - names)
+
+
+async def test_the_event_loops_task_count_is_exposed(served):
+    text, _ = await scrape(served.metrics_url)
+    assert value(text, "sprechzimmer_asyncio_tasks") >= 1

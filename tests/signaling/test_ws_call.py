@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from signaling.credentials import hash_token
+from signaling.relay_setup import RELAY
 from signaling.storage import AppointmentState
 from tests.privacy_canaries import remember
 from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, MediaPeer, looks_like, use_loopback_only
@@ -440,3 +441,27 @@ async def test_cancelling_a_live_appointment_ends_it_for_everyone_in_the_room(se
     finally:
         await therapist.close()
         await http.close()
+
+
+async def test_the_relay_room_is_given_back_when_both_have_left(server):
+    therapist, appointment_id, token = await book(server)
+    client = await consenting_client(server, token)
+    alice_peer = MediaPeer(RED_BLUE, tone=440)
+    try:
+        await therapist.connect()
+        await therapist.send(type="join", appointment=appointment_id)
+        await therapist.next("joined")
+        await start_media(therapist, alice_peer)
+        relay = server.app[RELAY]
+        assert len(relay.rooms) == 1
+        await therapist.send(type="leave")
+        await asyncio.sleep(0.3)
+        assert len(relay.rooms) == 0  # its max_rooms slot is free again
+        await therapist.send(type="join", appointment=appointment_id)
+        await therapist.next("joined")
+        await start_media(therapist, MediaPeer(RED_BLUE, tone=440))
+        assert len(relay.rooms) == 1
+    finally:
+        await alice_peer.close()
+        await therapist.close()
+        await client.close()
