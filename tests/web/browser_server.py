@@ -7,6 +7,7 @@ hold. Every page a test opens records the requests it makes and the console erro
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import socket
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
+import pytest_asyncio
 from aiohttp import web
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
@@ -117,8 +118,19 @@ class WebServer:
         return body
 
 
-@pytest.fixture
-async def web_server(tmp_path: Path) -> AsyncIterator[WebServer]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """One chromium per test module; each test gets fresh contexts (no shared state)."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def web_server(tmp_path: Path, browser: Browser) -> AsyncIterator[WebServer]:
     # Bind first, so the config's public URL can name the real port.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -128,16 +140,12 @@ async def web_server(tmp_path: Path) -> AsyncIterator[WebServer]:
     runner = web.AppRunner(create_app(config, storage), access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()
+    server = WebServer(ApiServer(url, config, storage, config.storage.sqlite_path), browser)
     try:
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                yield WebServer(
-                    ApiServer(url, config, storage, config.storage.sqlite_path), browser
-                )
-            finally:
-                await browser.close()
+        yield server
     finally:
+        for context in browser.contexts:
+            await context.close()
         await runner.cleanup()
         await storage.close()
 
@@ -151,3 +159,15 @@ def foreign_requests(server: WebServer, recorded: Recorded) -> list[str]:
 async def screenshot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+async def poll(page: Page, expression: str, timeout: float = 10.0) -> bool:
+    """Evaluate `expression` until it is truthy (wait_for_function would resolve at once on a
+    Promise); False after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await page.evaluate(expression):
+            return True
+        await asyncio.sleep(0.2)
+    return False

@@ -11,11 +11,15 @@ import asyncio
 import datetime as dt
 from typing import Any
 
+import pytest
 from playwright.async_api import Page, expect
 
-from tests.web.browser_server import WebServer, screenshot
-from tests.web.browser_server import web_server as web_server  # the fixture, for pytest
-from tests.web.test_pages_browser import poll
+from tests.web.browser_server import WebServer, poll, screenshot
+from tests.web.browser_server import browser as browser  # the fixtures, for pytest
+from tests.web.browser_server import web_server as web_server
+
+# One event loop per module: the module shares one chromium.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 RED = (220, 40, 40)
 BLUE = (40, 60, 220)

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from playwright.async_api import Page, expect
 
 from tests.web.browser_server import (
     PHONE,
     WebServer,
     foreign_requests,
+    poll,
     screenshot,
 )
-from tests.web.browser_server import web_server as web_server  # the fixture, for pytest
+from tests.web.browser_server import browser as browser  # the fixtures, for pytest
+from tests.web.browser_server import web_server as web_server
+
+# One event loop per module: the module shares one chromium.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 HOUR = dt.timedelta(hours=1)
 
@@ -282,20 +288,6 @@ async def test_no_page_requests_another_origin_or_logs_an_error(web_server: WebS
     assert len(recorded.requests) > 20
     assert foreign_requests(web_server, recorded) == []
     assert recorded.errors == []
-
-
-async def poll(page: Page, expression: str, timeout: float = 10.0) -> bool:
-    """Evaluate `expression` until it is truthy (wait_for_function would resolve at once on a
-    Promise); False after `timeout` seconds."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if await page.evaluate(expression):
-            return True
-        await asyncio.sleep(0.2)
-    return False
 
 
 UNTRANSLATED = """
