@@ -1,18 +1,18 @@
 # make run   — set up .venv, the data directory and database, then serve config/default.yaml
-# make test  — set up .venv with test extras and chromium, lint, then run the whole test suite
+# make test  — set up .venv with test extras, chromium and coturn, lint, then run the whole test suite
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/default.yaml
 
-.PHONY: run test lint format clean chromium
+.PHONY: run test lint format clean chromium coturn
 
 run: $(VENV)/.installed
 	$(BIN)/sprechzimmer bootstrap --config $(CONFIG)
 	$(BIN)/sprechzimmer serve --config $(CONFIG)
 
-test: $(VENV)/.installed-test chromium lint
+test: $(VENV)/.installed-test chromium coturn lint
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test
@@ -47,6 +47,21 @@ chromium:
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
 	  else \
 	    echo "error: /usr/bin/chromium is missing; install Debian's chromium package (sudo apt-get install chromium)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# The TURN tests start their own turnserver on 127.0.0.1 (tests/web/coturn_server.py). Under
+# systemd, Debian's package enables and starts coturn.service on port 3478 of every address with
+# its default configuration, so this turns it off again. (Its sysv script starts nothing unless
+# /etc/default/coturn sets TURNSERVER_ENABLED=1, and containers' policy-rc.d denies starting.)
+coturn:
+	@if [ ! -x /usr/bin/turnserver ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends coturn \
+	      && if [ -d /run/systemd/system ]; then systemctl disable --now coturn.service; fi; \
+	  else \
+	    echo "error: /usr/bin/turnserver is missing; install Debian's coturn package (sudo apt-get install coturn)" >&2; \
 	    exit 1; \
 	  fi; \
 	fi

@@ -1,12 +1,19 @@
 """Debian's coturn on 127.0.0.1 for browser tests, with the service's REST credentials
-(`use-auth-secret`), as deploy/coturn/turnserver.conf runs it; and a way to make a browser
-context use relayed candidates only, as behind a firewall that blocks all but the TURN server.
+(`use-auth-secret`) as deploy/coturn/turnserver.conf runs it, over UDP and over TLS; a chromium
+that trusts coturn's test certificate; and a script that makes a browser context use relayed
+candidates only, as behind a firewall that lets nothing through but the TURN server.
 
-coturn logs to a file of the test's own; `Coturn.log()` reads it.
+Chromium checks a TURN server's certificate like a web server's: a self-signed one fails with
+error 701. `--ignore-certificate-errors-spki-list` trusts exactly one key, the test's own, and
+leaves verification on for everything else.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
 import os
 import secrets
 import signal
@@ -14,13 +21,20 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from playwright.async_api import Browser, async_playwright
 
 from tests.privacy_canaries import remember
+from tests.web.browser_server import CHROMIUM, CHROMIUM_ARGS
 
 TURNSERVER = "/usr/bin/turnserver"
 REALM = "sprechzimmer.test"
@@ -28,7 +42,7 @@ REALM = "sprechzimmer.test"
 RELAY_PORTS = (43450, 43499)
 
 # RTCPeerConnection, but always with iceTransportPolicy "relay", so the page needs no change.
-# Every configuration, gathered candidate and candidate error lands in window.turnSeen.
+# Every configuration, gathered candidate type and candidate error lands in window.turnSeen.
 RELAY_ONLY = """
 (() => {
   const Native = window.RTCPeerConnection;
@@ -51,27 +65,97 @@ RELAY_ONLY = """
 """
 
 
+@dataclass(frozen=True)
+class TurnCertificate:
+    """A self-signed certificate for 127.0.0.1, and the SPKI hash chromium is told to trust."""
+
+    cert: Path
+    key: Path
+    spki_sha256: str
+
+
 @dataclass
 class Coturn:
     port: int
+    tls_port: int
     secret: str
     log_path: Path
 
-    @property
-    def url(self) -> str:
+    def url(self, transport: str) -> str:
+        """The ICE server URL for `udp` (turn:, UDP to coturn) or `tls` (turns:, TLS over TCP)."""
+        if transport == "tls":
+            return f"turns:127.0.0.1:{self.tls_port}?transport=tcp"
         return f"turn:127.0.0.1:{self.port}?transport=udp"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def allocations(self, username: str) -> int:
+        """coturn's log lines for an allocation it granted to `username`."""
+        return sum(
+            1
+            for line in self.log().splitlines()
+            if f"user <{username}>" in line and "ALLOCATE processed, success" in line
+        )
+
+
+@pytest.fixture(scope="module")
+def turn_certificate(tmp_path_factory: pytest.TempPathFactory) -> TurnCertificate:
+    directory = tmp_path_factory.mktemp("coturn-tls")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert, key_path = directory / "cert.pem", directory / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return TurnCertificate(cert, key_path, base64.b64encode(hashlib.sha256(spki).digest()).decode())
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", name="browser")
+async def browser_trusting_coturn(turn_certificate: TurnCertificate) -> AsyncIterator[Browser]:
+    """browser_server's chromium, trusting coturn's test key (and no other unverified one)."""
+    trust = f"--ignore-certificate-errors-spki-list={turn_certificate.spki_sha256}"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, trust]
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
 
 @pytest.fixture
-def coturn(tmp_path: Path) -> Iterator[Coturn]:
-    """turnserver on a free port of 127.0.0.1, killed when the test ends, pass or fail."""
-    port = _free_port()
+def coturn(tmp_path: Path, turn_certificate: TurnCertificate) -> Iterator[Coturn]:
+    """turnserver on free ports of 127.0.0.1, stopped when the test ends, pass or fail."""
+    if not os.access(TURNSERVER, os.X_OK):
+        pytest.fail(f"{TURNSERVER} is missing: install Debian's coturn package (make test does)")
     secret = secrets.token_urlsafe(24)
     remember(secret)
-    server = Coturn(port, secret, tmp_path / "turnserver.log")
+    server = Coturn(_free_port(), _free_port(), secret, tmp_path / "turnserver.log")
     with server.log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -79,22 +163,26 @@ def coturn(tmp_path: Path) -> Iterator[Coturn]:
                 "-n",  # no configuration file: only these options
                 "--listening-ip=127.0.0.1",
                 "--relay-ip=127.0.0.1",
-                f"--listening-port={port}",
+                f"--listening-port={server.port}",
+                f"--tls-listening-port={server.tls_port}",
                 f"--min-port={RELAY_PORTS[0]}",
                 f"--max-port={RELAY_PORTS[1]}",
                 "--use-auth-secret",
                 f"--static-auth-secret={secret}",
                 f"--realm={REALM}",
                 "--fingerprint",
+                f"--cert={turn_certificate.cert}",
+                f"--pkey={turn_certificate.key}",
+                "--no-tlsv1",
+                "--no-tlsv1_1",
+                "--no-dtls",
                 # The relay listens on 127.0.0.1 here; in production it is the one allowed peer.
                 "--allow-loopback-peers",
                 "--no-cli",
-                "--no-tls",
-                "--no-dtls",
                 "--no-tcp-relay",
                 "--no-rfc5780",
                 "--no-stun-backward-compatibility",
-                "--verbose",  # session and allocation lines: the test reads them
+                "--verbose",  # session and allocation lines: the tests read them
                 "--log-file=stdout",
                 "--simple-log",
                 f"--pidfile={tmp_path / 'turnserver.pid'}",
@@ -106,7 +194,7 @@ def coturn(tmp_path: Path) -> Iterator[Coturn]:
             start_new_session=True,
         )
     try:
-        _wait_until_answering(port, process, server)
+        _wait_until_listening(server, process)
         yield server
     finally:
         _stop(process)
@@ -126,8 +214,9 @@ def _free_port() -> int:
         return port
 
 
-def _wait_until_answering(port: int, process: subprocess.Popen[bytes], server: Coturn) -> None:
-    """Until coturn answers a STUN Binding request (RFC 5389: type 0x0001, magic cookie)."""
+def _wait_until_listening(server: Coturn, process: subprocess.Popen[bytes]) -> None:
+    """Until coturn answers a STUN Binding request (RFC 5389: type 0x0001 with the magic
+    cookie) on its UDP port and accepts connections on its TLS port."""
     transaction = secrets.token_bytes(12)
     request = struct.pack("!HHI", 0x0001, 0, 0x2112A442) + transaction
     deadline = time.monotonic() + 10
@@ -136,14 +225,15 @@ def _wait_until_answering(port: int, process: subprocess.Popen[bytes], server: C
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise AssertionError(f"turnserver exited ({process.returncode}):\n{server.log()}")
-            probe.sendto(request, ("127.0.0.1", port))
+            probe.sendto(request, ("127.0.0.1", server.port))
             try:
                 answer = probe.recv(2048)
             except OSError:
                 continue
             if answer[:2] == b"\x01\x01" and answer[8:20] == transaction:
-                return
-    raise AssertionError(f"turnserver does not answer on 127.0.0.1:{port}:\n{server.log()}")
+                with socket.create_connection(("127.0.0.1", server.tls_port), timeout=2):
+                    return
+    raise AssertionError(f"turnserver does not answer on 127.0.0.1:{server.port}:\n{server.log()}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

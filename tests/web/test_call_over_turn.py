@@ -1,10 +1,11 @@
-"""A call where the client's browser may only use TURN (a clinic network that blocks UDP to the
-relay): the server mints coturn REST credentials for it, a real coturn relays its media, and both
-sides still see each other. With a secret coturn does not share, the browser gets no relay.
+"""A call where the client's browser may only use TURN (a clinic network that lets nothing through
+but the TURN server): the server mints coturn REST credentials for it, a real coturn relays its
+media, over UDP or over TLS, and both sides still see each other. With a secret coturn does not
+share, the browser gets no relay.
 
 The client's context forces `iceTransportPolicy: "relay"` (tests/web/coturn_server.py); the
 therapist's connects as usual. The app is the one of `web_server` (tests/web/browser_server.py),
-with coturn as its only ICE server.
+with coturn as its only ICE server; chromium trusts coturn's test certificate.
 """
 
 from __future__ import annotations
@@ -12,17 +13,22 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from typing import Any
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import BrowserContext, Page, expect
 
 from tests.web import browser_server
-from tests.web.browser_server import WebServer
-from tests.web.browser_server import web_server as web_server  # the fixture, for pytest
+from tests.web.browser_server import Recorded, WebServer, poll
+from tests.web.browser_server import web_server as web_server  # the fixtures, for pytest
 from tests.web.coturn_server import RELAY_ONLY, RELAY_PORTS, Coturn
-from tests.web.coturn_server import coturn as coturn  # the fixture, for pytest
+from tests.web.coturn_server import browser_trusting_coturn as browser_trusting_coturn
+from tests.web.coturn_server import coturn as coturn
+from tests.web.coturn_server import turn_certificate as turn_certificate
 from tests.web.test_call_browser import BLUE, RED, REMOTE_COLOUR, camera, media_advances
-from tests.web.test_pages_browser import poll
+
+# One event loop per module: the module shares one chromium.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 # The relay's own ports here, apart from coturn's and from the other browser tests'.
 MEDIA_PORTS = (43400, 43449)
@@ -54,6 +60,12 @@ SELECTED_PAIR = """
 
 
 @pytest.fixture
+def turn_transport() -> str:
+    """How the browser reaches coturn: `udp`, unless a test parametrizes `tls`."""
+    return "udp"
+
+
+@pytest.fixture
 def app_turn_secret(coturn: Coturn) -> str:
     """The app's `media.turn_secret`: coturn's, unless a test parametrizes another."""
     return coturn.secret
@@ -61,7 +73,7 @@ def app_turn_secret(coturn: Coturn) -> str:
 
 @pytest.fixture(autouse=True)
 def app_hands_out_coturn(
-    coturn: Coturn, app_turn_secret: str, monkeypatch: pytest.MonkeyPatch
+    coturn: Coturn, turn_transport: str, app_turn_secret: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Autouse fixtures run first, so `web_server` writes its config from this.
     monkeypatch.setattr(
@@ -73,15 +85,16 @@ def app_hands_out_coturn(
   udp_port_min: {MEDIA_PORTS[0]}
   udp_port_max: {MEDIA_PORTS[1]}
   ice_servers:
-    - urls: ["{coturn.url}"]
+    - urls: ["{coturn.url(turn_transport)}"]
   turn_secret: "{app_turn_secret}"
   turn_credential_ttl_seconds: {TTL_SECONDS}
 """,
     )
 
 
-async def test_a_relay_only_client_talks_with_the_therapist_through_coturn(
-    web_server: WebServer, coturn: Coturn
+@pytest.mark.parametrize("turn_transport", ["udp", "tls"])
+async def test_a_relay_only_client_sees_and_is_seen_through_coturn(
+    web_server: WebServer, coturn: Coturn, turn_transport: str
 ):
     appointment = await web_server.appointment(dt.timedelta(minutes=5))
 
@@ -89,33 +102,35 @@ async def test_a_relay_only_client_talks_with_the_therapist_through_coturn(
     await therapist_context.add_init_script(camera(RED))
     therapist, therapist_log = await web_server.signed_in_page(therapist_context)
     await therapist.goto(f"{web_server.url}/call/{appointment['id']}")
+    client, client_log = await _relay_only_client(web_server, appointment)
 
-    client_context = await web_server.context()
-    await client_context.add_init_script(camera(BLUE))
-    await client_context.add_init_script(RELAY_ONLY)
-    client, client_log = await _joined_client(web_server, client_context, appointment)
-
+    # Each side decodes the other's advancing video (and hears it), as in a direct call.
     await media_advances(client)
     await media_advances(therapist)
     assert await poll(
         client, f"(() => {{ const c = {REMOTE_COLOUR}; return c[0] > c[2] + 80; }})()"
     )
+    assert await poll(
+        therapist, f"(() => {{ const c = {REMOTE_COLOUR}; return c[2] > c[0] + 80; }})()"
+    )
 
-    # The client's media goes through a coturn relay port to the relay; the therapist's does not.
+    # The client's media leaves through a coturn relay port to the relay; the therapist's not.
     pair = await client.evaluate(SELECTED_PAIR)
     assert pair is not None and pair["local"] == "relay", pair
-    assert pair["relayProtocol"] == "udp", pair
+    assert pair["relayProtocol"] == turn_transport, pair
     assert RELAY_PORTS[0] <= pair["localPort"] <= RELAY_PORTS[1], pair
     assert MEDIA_PORTS[0] <= pair["remotePort"] <= MEDIA_PORTS[1], pair
     assert (await therapist.evaluate(SELECTED_PAIR))["local"] != "relay"
 
-    # The client got REST credentials for this call, and coturn gave it an allocation under them.
+    # The client got REST credentials for this call, and coturn allocated under them.
     (server,) = (await client.evaluate("window.turnSeen.configs"))[-1]["iceServers"]
-    assert server["urls"] == [coturn.url]
-    expiry, _, _ = server["username"].partition(":")
+    assert server["urls"] == [coturn.url(turn_transport)]
     assert re.fullmatch(r"\d+:[0-9a-f]{16}", server["username"]), server["username"]
-    assert abs(int(expiry) - (time.time() + TTL_SECONDS)) < 60
-    assert _allocations(coturn, server["username"]) >= 1, coturn.log()
+    expiry = int(server["username"].partition(":")[0])
+    assert abs(expiry - (time.time() + TTL_SECONDS)) < 60
+    assert coturn.allocations(server["username"]) >= 1, coturn.log()
+    if turn_transport == "tls":
+        assert re.search(rf"username=<{server['username']}>.*method=TLSv1\.[23]", coturn.log())
 
     assert therapist_log.errors == []
     assert client_log.errors == []
@@ -126,25 +141,26 @@ async def test_a_relay_only_client_gets_no_relay_when_the_secrets_differ(
     web_server: WebServer, coturn: Coturn
 ):
     appointment = await web_server.appointment(dt.timedelta(minutes=5))
-    context = await web_server.context()
-    await context.add_init_script(camera(BLUE))
-    await context.add_init_script(RELAY_ONLY)
-    client, _ = await _joined_client(web_server, context, appointment)
+    client, _ = await _relay_only_client(web_server, appointment)
 
     assert await poll(client, "window.turnSeen.configs.length > 0", 10)
-    assert await poll(
-        client, "window.sprechzimmerCall.pc.iceGatheringState === 'complete'", 10
-    ), await client.evaluate("window.turnSeen")
+    gathered = "window.sprechzimmerCall.pc.iceGatheringState === 'complete'"
+    assert await poll(client, gathered, 10), await client.evaluate("window.turnSeen")
     seen = await client.evaluate("window.turnSeen")
     assert "relay" not in seen["candidates"], seen
-    assert any(e["code"] == 401 for e in seen["errors"]), seen
+    assert {error["code"] for error in seen["errors"]} == {401}, seen  # coturn: Unauthorized
     assert await client.evaluate("window.sprechzimmerCall.pc.connectionState") != "connected"
-    username = seen["configs"][-1]["iceServers"][0]["username"]
-    assert _allocations(coturn, username) == 0, coturn.log()
+    (server,) = seen["configs"][-1]["iceServers"]
+    assert coturn.allocations(server["username"]) == 0, coturn.log()
 
 
-async def _joined_client(server: WebServer, context, appointment) -> tuple[Page, object]:
-    """The client's page, in the call after consenting, as in test_call_browser."""
+async def _relay_only_client(
+    server: WebServer, appointment: dict[str, Any]
+) -> tuple[Page, Recorded]:
+    """The client's page, relay-only, in the call after consenting as in test_call_browser."""
+    context: BrowserContext = await server.context()
+    await context.add_init_script(camera(BLUE))
+    await context.add_init_script(RELAY_ONLY)
     client, recorded = await server.page(context)
     await client.goto(appointment["invite_url"])
     await client.get_by_label("Ich habe die Nutzungsbedingungen gelesen").check()
@@ -152,12 +168,3 @@ async def _joined_client(server: WebServer, context, appointment) -> tuple[Page,
     await client.get_by_role("button", name="Beitreten").click()
     await expect(client.locator("#remote-video")).to_be_attached()
     return client, recorded
-
-
-def _allocations(coturn: Coturn, username: str) -> int:
-    """coturn's log lines for an allocation it granted to `username`."""
-    return sum(
-        1
-        for line in coturn.log().splitlines()
-        if f"user <{username}>" in line and "ALLOCATE processed, success" in line
-    )
