@@ -83,6 +83,11 @@ class Room:
         forwarder = self._forwarders.get(seat)
         if forwarder is None:
             forwarder = self._forwarders[seat] = Forwarder(self._keyframe_interval)
+            waiting = next((leg for s, leg in self._legs.items() if s != seat), None)
+            if waiting is not None and waiting.state == "connected" and waiting.endpoint:
+                # the first participant's leg connected while this seat did not exist yet, so
+                # nobody made it this direction's sink
+                forwarder.set_sink(waiting.endpoint)
         old = self._legs.pop(seat, None)
         if old is not None:
             await old.close()

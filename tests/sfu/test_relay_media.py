@@ -169,3 +169,16 @@ async def test_the_relay_samples_how_long_packets_spend_inside_it(relay, peers):
     forwarded = sum(f.counters.video_packets + f.counters.audio_packets for f in room.forwarders())
     assert relay.latency.count <= forwarded // 16
     assert 0 < relay.latency.sum / relay.latency.count < 0.05
+
+
+async def test_the_first_participant_receives_media_from_one_who_joins_much_later(relay, peers):
+    room = relay.create_room()
+    first, later = peers(RED_BLUE, tone=440), peers(GREEN_WHITE, tone=880)
+    states = []
+    room.on_leg_state = lambda seat, state: states.append((seat, state))
+    await join(room, "first", first)
+    assert await first.wait_for(lambda r: ("first", "connected") in states, timeout=15)
+    await join(room, "later", later)
+    assert await first.wait_for(flowing)
+    assert looks_like(first.received.last_video, GREEN_WHITE)
+    assert await later.wait_for(flowing)
