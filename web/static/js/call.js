@@ -1,7 +1,13 @@
 // One side of a call: the signaling WebSocket and the peer connection to the relay
 // (docs/protocol.md). It knows nothing of the page; the page listens to its events:
 //   joined {seat, peer}, peer {state, name?}, track MediaStream, connection <pc state>,
-//   media {state}, reconnecting, ended {reason}, left, fatal {code}, error {code, message}
+//   media {state}, reconnecting, ended {reason}, left, fatal {code}, error {code, message},
+//   e2ee {state, code, safetyCode}, chat {from: "me" | "peer", text}
+//
+// End-to-end encryption (media.e2ee, announced in `joined`): a fresh key agreement per join
+// (e2ee-keys.js) whose keys go to the frame transforms (e2ee-media.js) and the chat.
+import { KeyAgreement, openChat, sealChat } from "./e2ee-keys.js";
+import { MediaEncryption, e2eeSupported } from "./e2ee-media.js";
 import { openSocket, send } from "./socket.js";
 
 // The server closes with these after a refusal or the end; reconnecting would not help.
@@ -17,13 +23,25 @@ const CONNECT_TIMEOUT_MS = 20000;
 // is stuck although ICE looks fine: build a fresh peer connection, as after a drop.
 const STALL_TIMEOUT_MS = 6000;
 const STALL_CHECK_MS = 2000;
+// The relay bridges this pre-negotiated channel between the legs (sfu/chat_bridge.py).
+const CHAT_CHANNEL = { label: "chat", id: 0 };
+export const CHAT_MAX_CHARS = 2000;
 
 export class CallSession extends EventTarget {
   /** `join` is {appointment: id} (therapist) or {invite: token} (client). */
-  constructor(join, stream) {
+  /** `role` "therapist" | "client"; `linkSecret` the invite link's secret (Uint8Array) or null. */
+  constructor(join, stream, { role, linkSecret = null } = {}) {
     super();
     this.join = join;
     this.stream = stream;
+    this.role = role || (join.appointment !== undefined ? "therapist" : "client");
+    this.linkSecret = linkSecret;
+    this.e2eeMode = null; // "required" | "preferred", from `joined`
+    this.encryption = null; // MediaEncryption, while frames are encrypted
+    this.agreement = null; // KeyAgreement of the current join
+    this.chatKeys = null;
+    this.chat = null;
+    this.e2eeState = { state: "waiting", code: null, safetyCode: null };
     this.socket = null;
     this.pc = null;
     this.iceServers = [];
@@ -107,6 +125,7 @@ export class CallSession extends EventTarget {
         this.status = "joined";
         this.seat = message.seat;
         this.iceServers = Array.isArray(message.ice_servers) ? message.ice_servers : [];
+        if (!this.setUpEncryption(message.e2ee === "preferred" ? "preferred" : "required")) return;
         this.emit("joined", message);
         if (message.peer) {
           this.peerState = message.peer.state;
@@ -147,8 +166,11 @@ export class CallSession extends EventTarget {
           if (message.code === "relay_unavailable") this.restartPeer();
         }
         break;
+      case "e2ee":
+        this.onE2ee(message.payload);
+        break;
       default:
-        break; // e2ee and anything newer: not used by this page yet
+        break; // anything newer: not used by this page yet
     }
   }
 
@@ -178,18 +200,27 @@ export class CallSession extends EventTarget {
       iceServers: this.iceServers,
       bundlePolicy: "max-bundle",
       rtcpMuxPolicy: "require",
+      ...(this.encryption ? this.encryption.peerConnectionOptions : {}),
     });
     this.pc = pc;
     this.answered = false;
     this.pendingCandidates = [];
     const current = () => generation === this.generation && !this.done;
 
-    // Audio first, then video: the relay expects mids "0" and "1". No data channel.
+    // Audio first, then video: the relay expects mids "0" and "1"; then the chat channel, so
+    // the offer has an application m-line. Transforms go on before the offer.
     for (const mediaKind of ["audio", "video"]) {
       const track = this.stream.getTracks().find((t) => t.kind === mediaKind);
-      if (track) pc.addTrack(track, this.stream);
-      else pc.addTransceiver(mediaKind, { direction: "sendrecv" });
+      let transceiver;
+      if (track) {
+        const sender = pc.addTrack(track, this.stream);
+        transceiver = pc.getTransceivers().find((t) => t.sender === sender);
+      } else {
+        transceiver = pc.addTransceiver(mediaKind, { direction: "sendrecv" });
+      }
+      if (this.encryption) this.encryption.attach(transceiver, mediaKind);
     }
+    this.openChat(pc.createDataChannel(CHAT_CHANNEL.label, { negotiated: true, id: CHAT_CHANNEL.id }), current);
     pc.addEventListener("icecandidate", (event) => {
       if (!current()) return;
       const candidate = event.candidate;
@@ -284,6 +315,85 @@ export class CallSession extends EventTarget {
     }
   }
 
+  // --- end-to-end encryption
+
+  /** False when the call cannot go on: e2ee required and this browser cannot do it. */
+  setUpEncryption(mode) {
+    this.e2eeMode = mode;
+    if (!e2eeSupported) {
+      if (mode === "required") {
+        this.fail("e2ee_unsupported");
+        return false;
+      }
+      send(this.socket, { type: "e2ee", payload: { kind: "unsupported", version: 1 } });
+      this.setE2eeState({ state: "unencrypted", code: "this_browser", safetyCode: null });
+      return true;
+    }
+    if (!this.encryption) this.encryption = new MediaEncryption();
+    const agreement = new KeyAgreement({
+      role: this.role,
+      secret: this.linkSecret,
+      send: (payload) => send(this.socket, { type: "e2ee", payload }),
+    });
+    this.agreement = agreement;
+    agreement.addEventListener("keys", (event) => {
+      if (agreement !== this.agreement || this.done) return;
+      this.encryption.setKeys(event.detail);
+      this.chatKeys = event.detail.chat;
+    });
+    agreement.addEventListener("state", (event) => {
+      if (agreement === this.agreement) this.setE2eeState(event.detail);
+    });
+    this.setE2eeState({ state: "waiting", code: null, safetyCode: null });
+    agreement.start().catch(() => this.setE2eeState({ state: "warning", code: "no_key", safetyCode: null }));
+    return true;
+  }
+
+  onE2ee(payload) {
+    if (!payload || typeof payload !== "object") return;
+    if (payload.kind === "unsupported") {
+      // The other browser cannot encrypt. Only "preferred" allows a call in the clear.
+      if (this.e2eeMode === "preferred" && this.encryption) {
+        this.encryption.passThrough();
+        this.setE2eeState({ state: "unencrypted", code: "peer_browser", safetyCode: null });
+      }
+      return;
+    }
+    if (this.agreement) this.agreement.receive(payload);
+  }
+
+  /** The two compared the safety code aloud and it matched. */
+  confirmSafetyCode() {
+    if (this.agreement) this.agreement.confirm();
+  }
+
+  setE2eeState(detail) {
+    this.e2eeState = detail;
+    this.emit("e2ee", detail);
+  }
+
+  // --- the chat: encrypted with the e2ee chat keys, never stored
+
+  openChat(channel, current) {
+    channel.binaryType = "arraybuffer";
+    if (current()) this.chat = channel;
+    channel.addEventListener("message", async (event) => {
+      if (!current() || !this.chatKeys || !(event.data instanceof ArrayBuffer)) return;
+      const text = await openChat(this.chatKeys, new Uint8Array(event.data));
+      if (text !== null) this.emit("chat", { from: "peer", text: text.slice(0, CHAT_MAX_CHARS) });
+    });
+  }
+
+  /** Send a chat message; false when it cannot be sent encrypted right now. */
+  async sendChat(text) {
+    const channel = this.chat;
+    const keys = this.chatKeys;
+    if (!channel || channel.readyState !== "open" || !keys || !text) return false;
+    channel.send(await sealChat(keys, text.slice(0, CHAT_MAX_CHARS)));
+    this.emit("chat", { from: "me", text });
+    return true;
+  }
+
   transceiverFor(kind) {
     const index = kind === "audio" ? 0 : 1;
     return this.pc.getTransceivers()[index];
@@ -292,6 +402,7 @@ export class CallSession extends EventTarget {
   closePeer() {
     clearTimeout(this.disconnectTimer);
     clearTimeout(this.connectTimer);
+    this.chat = null;
     if (this.pc) {
       this.pc.close();
       this.pc = null;
@@ -319,6 +430,10 @@ export class CallSession extends EventTarget {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     this.closePeer();
+    this.chatKeys = null;
+    this.agreement = null;
+    if (this.encryption) this.encryption.close();
+    this.encryption = null;
     if (this.socket && this.socket.readyState <= WebSocket.OPEN) this.socket.close(1000);
   }
 

@@ -62,7 +62,7 @@ export function showCall({ session, stream, role, onFinished, speakerId }) {
     if (now && reconnecting) announce(t("call.reconnected"));
     if (now) {
       reconnecting = false;
-      banner.textContent = "";
+      banner.textContent = session.e2eeState.state === "warning" ? t("e2ee.warning") : "";
     }
     connected = now;
     updatePlaceholder();
@@ -74,6 +74,8 @@ export function showCall({ session, stream, role, onFinished, speakerId }) {
     banner.textContent = t("call.reconnecting");
     updatePlaceholder();
   });
+  session.addEventListener("e2ee", (event) => showEncryption(event.detail));
+  session.addEventListener("chat", (event) => showChat(event.detail));
   session.addEventListener("error", (event) => {
     if (event.detail.code === "relay_unavailable") banner.textContent = t("call.relayUnavailable");
   });
@@ -118,6 +120,55 @@ export function showCall({ session, stream, role, onFinished, speakerId }) {
     if (confirm(t("call.endConfirm"))) session.end();
   });
   $("btn-play").addEventListener("click", () => play());
+  $("btn-e2ee-confirm").addEventListener("click", () => {
+    session.confirmSafetyCode();
+    announce(t("e2ee.confirmed"));
+  });
+  $("btn-chat").addEventListener("click", () => {
+    const panel = $("chat-panel");
+    panel.hidden = !panel.hidden;
+    $("btn-chat").setAttribute("aria-expanded", String(!panel.hidden));
+    if (!panel.hidden) $("chat-input").focus();
+  });
+  $("chat-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = $("chat-input");
+    const text = input.value.trim();
+    if (!text) return;
+    if (await session.sendChat(text)) input.value = "";
+    else announce(t("chat.notSent"));
+  });
+
+  // --- end-to-end encryption: a lock, the state, and the safety code to compare aloud
+
+  function showEncryption({ state, safetyCode }) {
+    const box = $("e2ee");
+    box.dataset.state = state;
+    $("e2ee-text").textContent = t(`e2ee.${state}`);
+    box.querySelector(".lock").textContent = state === "encrypted" || state === "verified" ? "🔒" : state === "warning" ? "⚠" : "";
+    const showCode = Boolean(safetyCode) && (state === "encrypted" || state === "verified");
+    $("e2ee-code-line").hidden = !showCode;
+    $("e2ee-code").textContent = showCode ? safetyCode : "";
+    $("btn-e2ee-confirm").hidden = state !== "encrypted";
+    if (state === "warning") banner.textContent = t("e2ee.warning");
+  }
+
+  // Chat messages live in the page only, as text; they are gone with it.
+  function showChat({ from, text }) {
+    const item = document.createElement("li");
+    item.className = from;
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = `${t(from === "me" ? "chat.me" : "chat.peer")}: `;
+    const body = document.createElement("span");
+    body.textContent = text;
+    item.append(who, body);
+    $("chat-log").append(item);
+    if (from === "peer" && $("chat-panel").hidden) {
+      $("chat-panel").hidden = false;
+      $("btn-chat").setAttribute("aria-expanded", "true");
+    }
+  }
 
   async function switchDevice(kind, deviceId) {
     try {
@@ -194,6 +245,7 @@ export function showCall({ session, stream, role, onFinished, speakerId }) {
     quality.stop();
     remote.srcObject = null;
     self.srcObject = null;
+    $("chat-log").replaceChildren();
     for (const track of stream.getTracks()) track.stop();
     document.body.classList.remove("in-call");
     $("call").hidden = true;

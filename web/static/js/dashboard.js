@@ -1,6 +1,7 @@
 // The therapist's dashboard: today's and upcoming appointments with their live status, the
 // form to create or edit one, copying and re-minting links, cancelling, and joining.
 import { request, requireSignedIn, redirectIfSignedOut, ApiError } from "./api.js";
+import { SECRET_PARAMETER, forgetLinkSecret, newLinkSecret, storeLinkSecret } from "./e2ee-keys.js";
 import { ready, t, translate, formatTime, formatDay } from "./i18n.js";
 import { openSocket } from "./socket.js";
 
@@ -213,7 +214,7 @@ async function remintLink(appointment) {
   if (appointment.has_invite && !confirm(t("dashboard.remintConfirm"))) return;
   try {
     const updated = await request("POST", `/api/therapist/appointments/${appointment.id}/invite`);
-    rememberLink(updated);
+    await rememberLink(updated);
     replace(updated);
     announcer.textContent = t("dashboard.reminted");
     focusCopy(updated.id);
@@ -228,6 +229,7 @@ async function cancelAppointment(appointment) {
   try {
     const updated = await request("DELETE", `/api/therapist/appointments/${appointment.id}`);
     links.delete(String(updated.id));
+    forgetLinkSecret(updated.id);
     saveLinks();
     replace(updated);
     announcer.textContent = t("dashboard.cancelled");
@@ -251,9 +253,16 @@ function replace(updated) {
   render();
 }
 
-function rememberLink(appointment) {
+/**
+ * Keep a freshly minted link, with a new end-to-end secret in its fragment (`#k=…`): the
+ * browser never sends a fragment, so the server never sees it. This browser keeps the secret
+ * in IndexedDB for the call page (e2ee-keys.js); a re-minted link gets a new one.
+ */
+async function rememberLink(appointment) {
   if (appointment.invite_url) {
-    links.set(String(appointment.id), appointment.invite_url);
+    const secret = newLinkSecret();
+    await storeLinkSecret(appointment.id, secret).catch(() => {});
+    links.set(String(appointment.id), `${appointment.invite_url}#${SECRET_PARAMETER}=${secret}`);
     saveLinks();
   }
 }
@@ -308,7 +317,7 @@ async function saveForm(event) {
       saved = await request("PATCH", `/api/therapist/appointments/${editing.id}`, body);
     } else {
       saved = await request("POST", "/api/therapist/appointments", body);
-      rememberLink(saved);
+      await rememberLink(saved);
     }
     dialog.close();
     replace(saved);

@@ -57,7 +57,7 @@ export function setText(element, key, values) {
 function setUpLanguageSwitch() {
   const other = lang === "en" ? "de" : "en";
   for (const link of document.querySelectorAll("a.lang-switch")) {
-    link.href = `?lang=${other}`;
+    link.href = `?lang=${other}${location.hash}`; // the fragment may carry the e2ee secret
     link.hreflang = other;
     link.lang = other;
     link.textContent = other === "en" ? "English" : "Deutsch";

@@ -1,6 +1,7 @@
 // The client's page /j/{token}: waiting room (consent, devices, connection check), then the call.
 import { CallSession } from "./call.js";
 import { showCall } from "./callview.js";
+import { secretFromFragment } from "./e2ee-keys.js";
 import { ready, t, tOr, formatDay, formatTime } from "./i18n.js";
 import {
   browserSupported, fillDeviceSelects, getMedia, mediaErrorKind, playTestTone,
@@ -11,6 +12,8 @@ import { openSocket } from "./socket.js";
 const $ = (id) => document.getElementById(id);
 const SECTIONS = ["prepare", "unsupported", "denied", "invalid", "ended"];
 const token = decodeURIComponent(location.pathname.split("/")[2] || "");
+// The end-to-end secret in the link's fragment (#k=…), which the browser never sends.
+const linkSecret = secretFromFragment(location.hash);
 const apiPath = `/api/client/${encodeURIComponent(token)}`;
 const selects = { camera: $("select-camera"), microphone: $("select-microphone"), speaker: $("select-speaker") };
 
@@ -253,7 +256,7 @@ async function join(event) {
 
 function startCall() {
   stopMeter();
-  const session = new CallSession({ invite: token }, stream);
+  const session = new CallSession({ invite: token }, stream, { role: "client", linkSecret });
   // For browser tests and support: the live session (its peer connection) of this page.
   window.sprechzimmerCall = session;
   $("prepare").hidden = true;

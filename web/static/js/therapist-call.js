@@ -2,6 +2,7 @@
 import { request, requireSignedIn, ApiError } from "./api.js";
 import { CallSession } from "./call.js";
 import { showCall } from "./callview.js";
+import { loadLinkSecret } from "./e2ee-keys.js";
 import { ready, t, tOr } from "./i18n.js";
 import { browserSupported, getMedia, mediaErrorKind } from "./media.js";
 
@@ -34,7 +35,9 @@ async function main() {
     return prepareError(t(`media.${mediaErrorKind(error)}`));
   }
 
-  const session = new CallSession({ appointment: id }, stream);
+  // The link secret, if this browser minted the link (dashboard.js); else the safety code.
+  const linkSecret = await loadLinkSecret(id);
+  const session = new CallSession({ appointment: id }, stream, { role: "therapist", linkSecret });
   // For browser tests and support: the live session (its peer connection) of this page.
   window.sprechzimmerCall = session;
   $("prepare").hidden = true;
