@@ -390,6 +390,13 @@ def _install_reader(
     hand_back = protocol.datagram_received
     countdown = SAMPLE_EVERY if latency is not None else -1
 
+    def follow(addr: tuple[str, int]) -> None:
+        # The browser may move to another candidate pair (a second interface, a network
+        # change). A packet that passed SRTP authentication proves where the browser now is,
+        # so answer there, as aiortc's own path would after ICE nominated the new pair.
+        if addr != wire.remote_addr:
+            wire.remote_addr = (addr[0], addr[1])
+
     def drain() -> None:
         # One wake-up reads everything queued (bounded), instead of asyncio's one datagram per
         # selector round; SRTP is handled here, STUN and DTLS go back to aioice/aiortc.
@@ -412,9 +419,13 @@ def _install_reader(
             if len(data) > 1 and 127 < data[0] < 192:
                 try:
                     if 192 <= data[1] <= 223:
-                        on_rtcp(unprotect_rtcp(data))
+                        plain = unprotect_rtcp(data)
+                        follow(addr)
+                        on_rtcp(plain)
                     else:
-                        on_rtp(unprotect(data))
+                        plain = unprotect(data)
+                        follow(addr)
+                        on_rtp(plain)
                         if received_at:
                             latency.observe(time.time() - received_at)  # type: ignore[union-attr]
                 except pylibsrtp.Error:

@@ -143,3 +143,17 @@ async def test_inputs_that_once_broke_the_relay_stay_harmless(relay, peers):
         assert room.leg_state("a") == "connected"
     finally:
         stranger.close()
+
+
+async def test_packets_from_a_stranger_do_not_redirect_the_relays_answers(relay, peers):
+    room, _, b, answer_a = await live_call(relay, peers)
+    stranger = Stranger(answer_a)
+    try:
+        for _ in range(50):  # SRTP-looking, but not authenticated: must not move the path
+            stranger.send(bytes([0x80, 0x60]) + bytes(40))
+        await asyncio.sleep(0.2)
+        await still_forwarding(room, b)
+        peer_a = room.forwarders()[0].source.wire.remote_addr
+        assert peer_a != stranger._sock.getsockname()
+    finally:
+        stranger.close()
