@@ -44,6 +44,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SAFETY_CODE = re.compile(r"^\d{3} \d{3}$")
+# The pages reach their state after the client joined: media, socket and key agreement.
+STATE_TIMEOUT_MS = 20_000
 
 
 @dataclass
@@ -57,7 +59,11 @@ class Call:
 
 
 async def start_call(
-    server: WebServer, *, client_script: str = "", watch: list[str] | None = None
+    server: WebServer,
+    *,
+    client_script: str = "",
+    watch: list[str] | None = None,
+    strip_fragment: bool = False,
 ) -> Call:
     """The therapist makes an appointment on the dashboard and opens the call; the client opens
     the shown link (fragment included) and joins."""
@@ -85,7 +91,7 @@ async def start_call(
     await client_context.add_init_script(camera(BLUE) + client_script)
     client, client_log = await server.page(client_context)
     record(client, sent)
-    await client.goto(link)
+    await client.goto(link.split("#", 1)[0] if strip_fragment else link)
     await client.get_by_label("Ich habe die Nutzungsbedingungen gelesen").check()
     await client.get_by_label("Ich willige ein").check()
     await client.get_by_role("button", name="Beitreten").click()
@@ -135,7 +141,9 @@ async def test_both_sides_decode_encrypted_media_and_show_the_same_safety_code(
 ):
     call = await start_call(web_server)
     for page in (call.therapist, call.client):
-        await expect(page.locator("#e2ee")).to_have_attribute("data-state", "verified")
+        await expect(page.locator("#e2ee")).to_have_attribute(
+            "data-state", "verified", timeout=STATE_TIMEOUT_MS
+        )
         await expect(page.locator("#e2ee-text")).to_have_text(
             "Ende-zu-Ende-verschlüsselt und bestätigt"
         )
@@ -148,10 +156,88 @@ async def test_both_sides_decode_encrypted_media_and_show_the_same_safety_code(
     assert SAFETY_CODE.match(therapist_state["code"]), therapist_state
     assert therapist_state["code"] == client_state["code"]
     assert therapist_state["codeShown"] and client_state["codeShown"]
+    # Chromium has RTCRtpScriptTransform: the frames are encrypted in the worker.
+    assert await call.client.evaluate("window.sprechzimmerCall.encryption.worker !== null")
+    assert await poll(
+        call.therapist, f"(() => {{ const c = {REMOTE_COLOUR}; return c[2] > c[0] + 80; }})()"
+    )
+    assert await poll(
+        call.client, f"(() => {{ const c = {REMOTE_COLOUR}; return c[0] > c[2] + 80; }})()"
+    )
     assert near(await call.therapist.evaluate(REMOTE_COLOUR), BLUE)
     assert near(await call.client.evaluate(REMOTE_COLOUR), RED)
     for log in call.logs:
         assert log.errors == []
+
+
+async def test_without_the_link_secret_the_call_is_unconfirmed_until_the_code_is_compared(
+    web_server: WebServer,
+):
+    call = await start_call(web_server, strip_fragment=True)
+    for page in (call.therapist, call.client):
+        await expect(page.locator("#e2ee")).to_have_attribute(
+            "data-state", "encrypted", timeout=STATE_TIMEOUT_MS
+        )
+        await expect(page.locator("#e2ee-text")).to_have_text(
+            "Ende-zu-Ende-verschlüsselt, nicht bestätigt"
+        )
+    await media_advances(call.client)
+    code = await call.client.locator("#e2ee-code").text_content()
+    assert SAFETY_CODE.match(code or "")
+    await expect(call.therapist.locator("#e2ee-code")).to_have_text(code or "")
+    await call.client.get_by_role("button", name="Code stimmt überein").click()
+    await expect(call.client.locator("#e2ee")).to_have_attribute(
+        "data-state", "verified", timeout=STATE_TIMEOUT_MS
+    )
+    await expect(call.therapist.locator("#e2ee")).to_have_attribute(
+        "data-state", "encrypted", timeout=STATE_TIMEOUT_MS
+    )
+
+
+async def test_chat_messages_arrive_decrypted_as_text(web_server: WebServer):
+    call = await start_call(web_server)
+    await expect(call.client.locator("#e2ee")).to_have_attribute(
+        "data-state", "verified", timeout=STATE_TIMEOUT_MS
+    )
+    await media_advances(call.client)
+    await call.client.get_by_role("button", name="Chat").click()
+    await call.client.get_by_label("Nachricht").fill("Bis <b>gleich</b>")
+    await call.client.get_by_role("button", name="Senden").click()
+    received = call.therapist.locator("#chat-log li.peer")
+    await expect(received).to_have_text("Gegenüber: Bis <b>gleich</b>")
+    assert await call.therapist.locator("#chat-log b").count() == 0
+    await expect(call.client.locator("#chat-log li.me")).to_have_text("Sie: Bis <b>gleich</b>")
+
+
+async def test_a_rejoin_brings_new_keys_and_media_again(web_server: WebServer):
+    call = await start_call(web_server)
+    await expect(call.client.locator("#e2ee")).to_have_attribute(
+        "data-state", "verified", timeout=STATE_TIMEOUT_MS
+    )
+    await media_advances(call.therapist)
+    before = await call.therapist.locator("#e2ee-code").text_content()
+    await call.client.reload()
+    await call.client.get_by_role("button", name="Beitreten").click()
+    await expect(call.therapist.locator("#e2ee-code")).not_to_have_text(before or "", timeout=15000)
+    await expect(call.therapist.locator("#e2ee")).to_have_attribute(
+        "data-state", "verified", timeout=STATE_TIMEOUT_MS
+    )
+    assert await call.therapist.locator("#e2ee-code").text_content() == (
+        await call.client.locator("#e2ee-code").text_content()
+    )
+    await media_advances(call.client)
+    await media_advances(call.therapist)
+
+
+async def test_without_encoded_transforms_a_required_call_does_not_start(web_server: WebServer):
+    no_transforms = (
+        "delete window.RTCRtpScriptTransform;delete RTCRtpSender.prototype.createEncodedStreams;"
+    )
+    call = await start_call(web_server, client_script=no_transforms)
+    await expect(call.client.locator("#ended-text")).to_have_text(
+        re.compile("kann die Sitzung nicht Ende-zu-Ende verschlüsseln")
+    )
+    await expect(call.therapist.locator("#e2ee")).to_have_attribute("data-state", "waiting")
 
 
 async def test_the_relay_forwards_only_ciphertext(web_server: WebServer, monkeypatch):
@@ -220,7 +306,9 @@ async def test_the_relay_forwards_only_ciphertext(web_server: WebServer, monkeyp
 
 async def test_a_page_with_a_wrong_key_gets_no_picture(web_server: WebServer):
     call = await start_call(web_server, client_script="window.__szE2eeTestCorruptKey = true;")
-    await expect(call.client.locator("#e2ee")).to_have_attribute("data-state", "verified")
+    await expect(call.client.locator("#e2ee")).to_have_attribute(
+        "data-state", "verified", timeout=STATE_TIMEOUT_MS
+    )
     # Packets arrive, but no frame decrypts, so none is decoded.
     assert await poll(call.client, f"{INBOUND}.then((s) => s.audioPackets > 50)", 20)
     await asyncio.sleep(2)
@@ -237,7 +325,9 @@ async def test_the_link_secret_never_reaches_the_server(
 ):
     caplog.set_level(logging.DEBUG)
     call = await start_call(web_server)
-    await expect(call.client.locator("#e2ee")).to_have_attribute("data-state", "verified")
+    await expect(call.client.locator("#e2ee")).to_have_attribute(
+        "data-state", "verified", timeout=STATE_TIMEOUT_MS
+    )
     await media_advances(call.client)
     secret = call.secret
     raw = base64.urlsafe_b64decode(secret + "=")
@@ -267,7 +357,9 @@ async def test_a_tampered_public_key_is_a_visible_warning(web_server: WebServer,
     monkeypatch.setattr(Consultation, "relay_e2ee", tampering)
     call = await start_call(web_server)
     for page in (call.therapist, call.client):
-        await expect(page.locator("#e2ee")).to_have_attribute("data-state", "warning")
+        await expect(page.locator("#e2ee")).to_have_attribute(
+            "data-state", "warning", timeout=STATE_TIMEOUT_MS
+        )
         state = await e2ee_state(page)
         assert state["text"].startswith("Achtung"), state
         assert "bestätigt" not in state["text"] and state["lock"] == "⚠", state
