@@ -240,6 +240,24 @@ async def test_without_encoded_transforms_a_required_call_does_not_start(web_ser
     await expect(call.therapist.locator("#e2ee")).to_have_attribute("data-state", "waiting")
 
 
+async def test_with_e2ee_preferred_a_browser_without_transforms_talks_in_the_clear(
+    web_server: WebServer,
+):
+    # This server's own config (a fresh one per test), switched before anyone joins.
+    object.__setattr__(web_server.api.config.media, "e2ee", "preferred")
+    no_transforms = (
+        "delete window.RTCRtpScriptTransform;delete RTCRtpSender.prototype.createEncodedStreams;"
+    )
+    call = await start_call(web_server, client_script=no_transforms)
+    for page in (call.therapist, call.client):
+        await expect(page.locator("#e2ee")).to_have_attribute(
+            "data-state", "unencrypted", timeout=STATE_TIMEOUT_MS
+        )
+        await expect(page.locator("#e2ee-text")).to_have_text("Nicht Ende-zu-Ende-verschlüsselt")
+    await media_advances(call.therapist)
+    await media_advances(call.client)
+
+
 async def test_the_relay_forwards_only_ciphertext(web_server: WebServer, monkeypatch):
     rooms: list[Any] = []
     create_room = sfu.relay.Relay.create_room

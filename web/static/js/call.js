@@ -359,7 +359,12 @@ export class CallSession extends EventTarget {
       }
       return;
     }
-    if (this.agreement) this.agreement.receive(payload);
+    if (this.agreement) {
+      this.agreement.receive(payload);
+    } else if (this.e2eeMode === "preferred" && !e2eeSupported && payload.kind === "hello") {
+      // Our first `unsupported` may have gone out while the other seat was empty.
+      send(this.socket, { type: "e2ee", payload: { kind: "unsupported", version: 1 } });
+    }
   }
 
   /** The two compared the safety code aloud and it matched. */
