@@ -170,6 +170,17 @@ async def test_both_sides_decode_encrypted_media_and_show_the_same_safety_code(
         assert log.errors == []
 
 
+async def test_the_encoded_streams_fallback_talks_with_the_worker(web_server: WebServer):
+    call = await start_call(web_server, client_script="delete window.RTCRtpScriptTransform;")
+    await expect(call.client.locator("#e2ee")).to_have_attribute(
+        "data-state", "verified", timeout=STATE_TIMEOUT_MS
+    )
+    assert await call.client.evaluate("window.sprechzimmerCall.encryption.worker === null")
+    assert await call.therapist.evaluate("window.sprechzimmerCall.encryption.worker !== null")
+    await media_advances(call.therapist)
+    await media_advances(call.client)
+
+
 async def test_without_the_link_secret_the_call_is_unconfirmed_until_the_code_is_compared(
     web_server: WebServer,
 ):
