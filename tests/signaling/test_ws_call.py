@@ -82,6 +82,13 @@ async def close_code(side: Side) -> int | None:
     return side.ws.close_code
 
 
+async def seated(side: Side, **join: Any) -> dict[str, Any]:
+    """Open the side's socket, join, and return the `joined` message."""
+    await side.connect()
+    await side.send(type="join", **join)
+    return await side.next("joined")
+
+
 async def book(server: ApiServer) -> tuple[Side, int, str]:
     """Alice signs in and books an appointment starting now; returns her side, id and token."""
     http, csrf = await server.signed_in("alice")
@@ -172,12 +179,8 @@ async def test_ending_closes_the_room_for_both_and_keeps_only_date_and_length(se
     therapist, appointment_id, token = await book(server)
     client = await consenting_client(server, token)
     try:
-        await therapist.connect()
-        await therapist.send(type="join", appointment=appointment_id)
-        await therapist.next("joined")
-        await client.connect()
-        await client.send(type="join", invite=token)
-        await client.next("joined")
+        await seated(therapist, appointment=appointment_id)
+        await seated(client, invite=token)
         await therapist.send(type="end")
         assert (await therapist.next("ended"))["reason"] == "therapist_ended"
         assert (await client.next("ended"))["reason"] == "therapist_ended"
@@ -200,9 +203,7 @@ async def test_a_third_browser_with_the_same_link_is_refused(server):
     client = await consenting_client(server, token)
     intruder = Side(server.client())  # same link, no consent cookie of the bound browser
     try:
-        await client.connect()
-        await client.send(type="join", invite=token)
-        await client.next("joined")
+        await seated(client, invite=token)
         await intruder.connect()
         await intruder.send(type="join", invite=token)
         error = await intruder.next("error")
@@ -218,12 +219,8 @@ async def test_the_same_person_in_a_second_tab_replaces_the_first(server):
     second_http, _ = await server.signed_in("alice")
     second = Side(second_http)
     try:
-        await first.connect()
-        await first.send(type="join", appointment=appointment_id)
-        await first.next("joined")
-        await second.connect()
-        await second.send(type="join", appointment=appointment_id)
-        await second.next("joined")
+        await seated(first, appointment=appointment_id)
+        await seated(second, appointment=appointment_id)
         assert (await first.next("error"))["code"] == "replaced"
         assert await close_code(first) == 4009
     finally:
@@ -294,12 +291,8 @@ async def test_a_garbage_offer_is_refused_without_disturbing_the_other_side(serv
     therapist, appointment_id, token = await book(server)
     client = await consenting_client(server, token)
     try:
-        await therapist.connect()
-        await therapist.send(type="join", appointment=appointment_id)
-        await therapist.next("joined")
-        await client.connect()
-        await client.send(type="join", invite=token)
-        await client.next("joined")
+        await seated(therapist, appointment=appointment_id)
+        await seated(client, invite=token)
         await client.send(type="offer", sdp="v=0\r\nthis is not an offer\r\n")
         assert (await client.next("error"))["code"] == "invalid_offer"
         await therapist.send(type="watch")
@@ -349,12 +342,8 @@ async def test_the_same_browser_rejoins_after_a_drop(server):
     therapist, appointment_id, token = await book(server)
     client = await consenting_client(server, token)
     try:
-        await therapist.connect()
-        await therapist.send(type="join", appointment=appointment_id)
-        await therapist.next("joined")
-        await client.connect()
-        await client.send(type="join", invite=token)
-        await client.next("joined")
+        await seated(therapist, appointment=appointment_id)
+        await seated(client, invite=token)
         await client.ws.close()  # the network drops; the cookie stays in this browser
         assert (await therapist.next("peer"))["state"] == "present"
         assert (await therapist.next("peer"))["state"] == "gone"
@@ -374,12 +363,8 @@ async def test_a_vanished_browser_is_reported_gone_to_the_other_side(server, mon
     therapist, appointment_id, token = await book(server)
     client = await consenting_client(server, token)
     try:
-        await therapist.connect()
-        await therapist.send(type="join", appointment=appointment_id)
-        await therapist.next("joined")
-        await client.connect()
-        await client.send(type="join", invite=token)
-        await client.next("joined")
+        await seated(therapist, appointment=appointment_id)
+        await seated(client, invite=token)
         # the client stops reading: it answers no more pings, as a browser whose laptop lid
         # closed; the server must notice without any close frame
         assert (await therapist.next("peer"))["state"] == "present"
@@ -397,9 +382,7 @@ async def test_after_the_purge_only_date_and_length_of_the_session_remain(server
             (therapist, {"appointment": appointment_id}),
             (client, {"invite": token}),
         ):
-            await side.connect()
-            await side.send(type="join", **join)
-            await side.next("joined")
+            await seated(side, **join)
         await therapist.send(type="end")
         await therapist.next("ended")
     finally:
@@ -425,9 +408,7 @@ async def test_cancelling_a_live_appointment_ends_it_for_everyone_in_the_room(se
     therapist, appointment_id, _ = await book(server)
     http, csrf = await server.signed_in("alice")
     try:
-        await therapist.connect()
-        await therapist.send(type="join", appointment=appointment_id)
-        await therapist.next("joined")
+        await seated(therapist, appointment=appointment_id)
         status, _, _ = await call(
             http,
             "DELETE",
@@ -448,9 +429,7 @@ async def test_the_relay_room_is_given_back_when_both_have_left(server):
     client = await consenting_client(server, token)
     alice_peer = MediaPeer(RED_BLUE, tone=440)
     try:
-        await therapist.connect()
-        await therapist.send(type="join", appointment=appointment_id)
-        await therapist.next("joined")
+        await seated(therapist, appointment=appointment_id)
         await start_media(therapist, alice_peer)
         relay = server.app[RELAY]
         assert len(relay.rooms) == 1
