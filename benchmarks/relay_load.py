@@ -780,6 +780,14 @@ def main() -> None:
         default="default",
         help="experiment: gc.freeze() or gc.disable() in the relay once every leg is connected",
     )
+    parser.add_argument(
+        "--tick-ms",
+        type=float,
+        default=5.0,
+        help="pacing granularity: every peer's due packets leave together each tick, so a "
+        "coarse tick sends synchronised bursts that queue at the relay (browsers' pacers are "
+        "not synchronised with each other)",
+    )
     parser.add_argument("--start-multiplier", type=float, default=1.0)
     parser.add_argument("--step-factor", type=float, default=1.25)
     parser.add_argument("--max-steps", type=int, default=12)
@@ -789,6 +797,7 @@ def main() -> None:
     parser.add_argument("--profile-out", type=Path, default=Path("/tmp/relay_load.prof"))
     parser.add_argument("--json", type=Path, default=None, help="default: results/relay_load*.json")
     args = parser.parse_args()
+    globals()["TICK"] = args.tick_ms / 1000  # read by run_step's pacer
 
     import aioice.ice
 
