@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .forwarder import Counters
+from .forwarding_state import Counters
 
 
 class RelayTotals:
