@@ -11,9 +11,7 @@ leaves verification on for everything else.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
-import ipaddress
 import os
 import secrets
 import signal
@@ -27,13 +25,11 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from playwright.async_api import Browser, async_playwright
 
 from tests.privacy_canaries import remember
+from tests.signaling.test_app import write_self_signed_cert
 from tests.web.browser_server import CHROMIUM, CHROMIUM_ARGS
 
 TURNSERVER = "/usr/bin/turnserver"
@@ -102,32 +98,8 @@ class Coturn:
 @pytest.fixture(scope="module")
 def turn_certificate(tmp_path_factory: pytest.TempPathFactory) -> TurnCertificate:
     directory = tmp_path_factory.mktemp("coturn-tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert, key_path = directory / "cert.pem", directory / "key.pem"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert, key_path = write_self_signed_cert(directory)
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
