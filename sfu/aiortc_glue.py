@@ -394,8 +394,7 @@ def _install_reader(
         # The browser may move to another candidate pair (a second interface, a network
         # change). A packet that passed SRTP authentication proves where the browser now is,
         # so answer there, as aiortc's own path would after ICE nominated the new pair.
-        if addr != wire.remote_addr:
-            wire.remote_addr = (addr[0], addr[1])
+        wire.remote_addr = (addr[0], addr[1])
 
     def drain() -> None:
         # One wake-up reads everything queued (bounded), instead of asyncio's one datagram per
@@ -420,11 +419,13 @@ def _install_reader(
                 try:
                     if 192 <= data[1] <= 223:
                         plain = unprotect_rtcp(data)
-                        follow(addr)
+                        if addr != wire.remote_addr:
+                            follow(addr)
                         on_rtcp(plain)
                     else:
                         plain = unprotect(data)
-                        follow(addr)
+                        if addr != wire.remote_addr:  # compare inline: a call per packet costs
+                            follow(addr)
                         on_rtp(plain)
                         if received_at:
                             latency.observe(time.time() - received_at)  # type: ignore[union-attr]
