@@ -4,9 +4,11 @@ password, token, display name or note that a test created (tests/privacy_canarie
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 
+from tests.ports import PortRange, reserve_ports
 from tests.privacy_canaries import CANARIES
 
 OUR_LOGGERS = ("sprechzimmer", "sfu", "signaling")
@@ -32,6 +34,13 @@ def pytest_configure(config: pytest.Config) -> None:
     logging.getLogger().addHandler(_RECORDS)
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+@pytest.fixture
+def udp_ports() -> Iterator[PortRange]:
+    """100 UDP ports for the relay that no concurrent test or run uses (tests/ports.py)."""
+    with reserve_ports(100) as ports:
+        yield ports
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

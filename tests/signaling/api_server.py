@@ -22,6 +22,7 @@ from signaling.app import create_app
 from signaling.config import Config, load_config
 from signaling.credentials import hash_password
 from signaling.storage.sqlite import SqliteStorage
+from tests.ports import PortRange
 from tests.privacy_canaries import remember
 
 PASSWORD = "correct horse battery"
@@ -92,6 +93,18 @@ async def running(
 
 
 PUBLIC_URL = "http://praxis.example:8080"
+
+
+def media_config(ports: PortRange, extra: str = "") -> str:
+    """The config's media section: the relay on 127.0.0.1 with loopback candidates, on ``ports``
+    (tests/ports.py, so that no concurrent test or run shares them), then ``extra`` lines."""
+    return (
+        "media:\n"
+        "  allow_loopback_candidates: true\n"
+        '  listen_addresses: ["127.0.0.1"]\n'
+        f"  udp_port_min: {ports.low}\n"
+        f"  udp_port_max: {ports.high}\n" + extra
+    )
 
 
 def write_config(tmp_path: Path, public_url: str = PUBLIC_URL, extra: str = "") -> Config:

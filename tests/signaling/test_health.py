@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -11,20 +11,23 @@ import pytest
 
 from signaling.drain import DRAIN
 from signaling.readiness import udp_port_free
-from tests.signaling.api_server import write_config
+from tests.ports import PortRange, reserve_ports
+from tests.signaling.api_server import media_config, write_config
 from tests.signaling.test_metrics import Served, serving_with_metrics
-
-# A range of its own, small enough to fill in a test.
-MEDIA = """media:
-  listen_addresses: ["127.0.0.1"]
-  udp_port_min: 43150
-  udp_port_max: 43151
-"""
 
 
 @pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    async with serving_with_metrics(write_config(tmp_path, extra=MEDIA)) as served:
+def two_ports() -> Iterator[PortRange]:
+    """A range of its own, small enough to fill in a test."""
+    with reserve_ports(2) as ports:
+        yield ports
+
+
+@pytest.fixture
+async def served(tmp_path: Path, two_ports: PortRange) -> AsyncIterator[Served]:
+    async with serving_with_metrics(
+        write_config(tmp_path, extra=media_config(two_ports))
+    ) as served:
         yield served
 
 
@@ -49,10 +52,10 @@ async def test_not_ready_when_the_database_does_not_answer(served):
     assert body["failed"] == ["database"]
 
 
-async def test_not_ready_when_every_udp_port_of_the_range_is_taken(served):
+async def test_not_ready_when_every_udp_port_of_the_range_is_taken(served, two_ports):
     taken = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
     try:
-        for port, sock in zip((43150, 43151), taken, strict=True):
+        for port, sock in zip(two_ports, taken, strict=True):
             sock.bind(("127.0.0.1", port))
         status, body = await get_json(f"{served.api.url}/readyz")
     finally:
@@ -71,9 +74,10 @@ async def test_not_ready_but_alive_while_draining(served):
     assert (status, body) == (200, {"status": "ok"})
 
 
-def test_a_port_range_with_one_free_port_is_usable():
+def test_a_port_range_with_one_free_port_is_usable(two_ports):
+    # Both ports are held for this test (tests/ports.py): a port next to an ephemeral one may
+    # belong to any other socket of the machine.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        assert not udp_port_free(port, port, "127.0.0.1")
-        assert udp_port_free(port, port + 1, "127.0.0.1") or port == 65535
+        sock.bind(("127.0.0.1", two_ports.low))
+        assert not udp_port_free(two_ports.low, two_ports.low, "127.0.0.1")
+        assert udp_port_free(two_ports.low, two_ports.high, "127.0.0.1")

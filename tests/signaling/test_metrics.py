@@ -28,16 +28,10 @@ from signaling.metrics import (
     serve_metrics,
 )
 from signaling.storage.sqlite import SqliteStorage
+from tests.ports import PortRange
 from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, MediaPeer, use_loopback_only
-from tests.signaling.api_server import ApiServer, write_config
+from tests.signaling.api_server import ApiServer, media_config, write_config
 from tests.signaling.test_ws_call import Side, book, consenting_client, flowing, start_media
-
-MEDIA = """media:
-  allow_loopback_candidates: true
-  listen_addresses: ["127.0.0.1"]
-  udp_port_min: 43000
-  udp_port_max: 43099
-"""
 
 LISTED = (
     "sprechzimmer_build_info",
@@ -101,9 +95,10 @@ async def serving_with_metrics(config: Config) -> AsyncIterator[Served]:
 
 
 @pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
+async def served(tmp_path: Path, udp_ports: PortRange) -> AsyncIterator[Served]:
     use_loopback_only()
-    async with serving_with_metrics(write_config(tmp_path, extra=MEDIA)) as served:
+    config = write_config(tmp_path, extra=media_config(udp_ports))
+    async with serving_with_metrics(config) as served:
         await served.api.add_therapist("alice")
         yield served
 
@@ -213,9 +208,9 @@ async def test_a_whole_call_is_counted_and_no_label_carries_personal_data_or_ids
     assert f'"{appointment_id}"' not in after  # no label holds the appointment's id
 
 
-async def test_a_full_relay_refuses_a_new_room_saying_it_is_at_capacity(tmp_path):
+async def test_a_full_relay_refuses_a_new_room_saying_it_is_at_capacity(tmp_path, udp_ports):
     use_loopback_only()
-    config = write_config(tmp_path, extra=MEDIA + "limits:\n  max_rooms: 1\n")
+    config = write_config(tmp_path, extra=media_config(udp_ports, "limits:\n  max_rooms: 1\n"))
     async with serving_with_metrics(config) as served:
         await served.api.add_therapist("alice")
         first, first_id, _ = await book(served.api)
@@ -261,9 +256,13 @@ def test_a_reason_outside_the_fixed_set_is_counted_as_other():
     assert "Kimberly" not in text
 
 
-def test_forward_latency_is_a_cumulative_histogram_of_the_relays_samples():
+def test_forward_latency_is_a_cumulative_histogram_of_the_relays_samples(udp_ports):
     relay = Relay(
-        RelayConfig(udp_port_min=43000, udp_port_max=43001, listen_addresses=("127.0.0.1",))
+        RelayConfig(
+            udp_port_min=udp_ports.low,
+            udp_port_max=udp_ports.high,
+            listen_addresses=("127.0.0.1",),
+        )
     )
     for seconds in (0.00005, 0.0003, 0.0003, 0.004, 1.0):
         relay.latency.observe(seconds)

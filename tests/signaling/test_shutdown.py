@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,21 +22,16 @@ from signaling.credentials import hash_token
 from signaling.drain import DRAIN
 from signaling.storage import AppointmentState
 from signaling.storage.sqlite import SqliteStorage
-from tests.signaling.api_server import write_config
+from tests.ports import PortRange, reserve_ports
+from tests.signaling.api_server import media_config, write_config
 from tests.signaling.test_metrics import Served, scrape, serving_with_metrics, value
 from tests.signaling.test_ws_call import Side, book, consenting_client
 
-MEDIA = """media:
-  allow_loopback_candidates: true
-  listen_addresses: ["127.0.0.1"]
-  udp_port_min: 43200
-  udp_port_max: 43249
-"""
-
 
 @pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    async with serving_with_metrics(write_config(tmp_path, extra=MEDIA)) as served:
+async def served(tmp_path: Path, udp_ports: PortRange) -> AsyncIterator[Served]:
+    config = write_config(tmp_path, extra=media_config(udp_ports))
+    async with serving_with_metrics(config) as served:
         await served.api.add_therapist("alice")
         yield served
 
@@ -104,12 +98,6 @@ async def test_shutdown_tells_both_closes_every_socket_and_keeps_the_appointment
 # --- the real process
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 PASSWORD = "correct horse battery staple"
 
 
@@ -130,14 +118,19 @@ def wait_for_line(process: subprocess.Popen, start: str) -> str:
     return line
 
 
-async def test_sigterm_ends_the_call_with_1001_and_the_process_exits_0_within_10_s(tmp_path):
-    port, metrics_port = free_port(), free_port()
+async def test_sigterm_ends_the_call_with_1001_and_the_process_exits_0_within_10_s(
+    tmp_path, udp_ports
+):
+    # The server's own ports, held for the test: a port bound and let go again (port 0) lies in
+    # the ephemeral range, where any socket of the machine may take it before the server does.
+    tcp_ports = reserve_ports(2, tcp=True)
+    port, metrics_port = tcp_ports.low, tcp_ports.high
     url = f"http://127.0.0.1:{port}"
     config = tmp_path / "serve.yaml"
     config.write_text(
         f"server:\n  port: {port}\n  public_url: {url}\n"
         f"storage:\n  sqlite_path: {tmp_path / 'data' / 'db.sqlite3'}\n"
-        f'metrics:\n  listen: "127.0.0.1:{metrics_port}"\n' + MEDIA,
+        f'metrics:\n  listen: "127.0.0.1:{metrics_port}"\n' + media_config(udp_ports),
         encoding="utf-8",
     )
     cli(config, "therapist", "add", "alice", stdin=PASSWORD + "\n")
@@ -189,6 +182,7 @@ async def test_sigterm_ends_the_call_with_1001_and_the_process_exits_0_within_10
         stderr = process.stderr.read()
         process.stdout.close()
         process.stderr.close()
+        tcp_ports.release()
     assert "event=server_stopping" in stderr and "event=server_stopped" in stderr
     storage = await SqliteStorage.open(tmp_path / "data" / "db.sqlite3")
     try:

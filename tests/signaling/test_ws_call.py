@@ -17,22 +17,23 @@ import pytest
 from signaling.credentials import hash_token
 from signaling.relay_setup import RELAY
 from signaling.storage import AppointmentState
+from tests.ports import PortRange
 from tests.privacy_canaries import remember
 from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, MediaPeer, looks_like, use_loopback_only
-from tests.signaling.api_server import PUBLIC_URL, ApiServer, call, serving, write_config
-
-MEDIA = """media:
-  allow_loopback_candidates: true
-  listen_addresses: ["127.0.0.1"]
-  udp_port_min: 42000
-  udp_port_max: 42199
-"""
+from tests.signaling.api_server import (
+    PUBLIC_URL,
+    ApiServer,
+    call,
+    media_config,
+    serving,
+    write_config,
+)
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ApiServer]:
+async def server(tmp_path: Path, udp_ports: PortRange) -> AsyncIterator[ApiServer]:
     use_loopback_only()
-    async with serving(write_config(tmp_path, extra=MEDIA)) as api:
+    async with serving(write_config(tmp_path, extra=media_config(udp_ports))) as api:
         await api.add_therapist("alice")
         yield api
 
