@@ -16,10 +16,24 @@ from aiohttp import web
 
 from signaling.logs import LOGGER_NAME, log_event
 
-__all__ = ["MAX_BODY_BYTES", "ApiError", "api_error_middleware", "error_response", "read_json"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
+    "ApiError",
+    "api_error_middleware",
+    "error_response",
+    "parse_json",
+    "read_json",
+]
 
 # Appointment requests are a few hundred bytes; a 2000-character note is at most 8 KB as UTF-8.
 MAX_BODY_BYTES = 64 * 1024
+
+# Our bodies and messages are at most four levels deep (an e2ee payload's key inside an object
+# inside the message). Python's parser recurses per level and gives up near 1000 with
+# RecursionError; a value that parsed just under that still breaks json.dumps called from a
+# deeper stack, e.g. when a WebSocket payload is passed on. 32 leaves room and stays far below.
+MAX_JSON_DEPTH = 32
 
 API_PREFIX = "/api/"
 
@@ -141,9 +155,40 @@ async def read_json(request: web.Request) -> dict[str, Any]:
             413, "body_too_large", f"Request body must not exceed {MAX_BODY_BYTES} bytes"
         ) from None
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
-        raise ApiError(400, "invalid_request", "Request body is not valid JSON") from None
+        body = parse_json(raw)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_request", f"Request body is {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_request", "Request body must be a JSON object")
     return body
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Parse untrusted JSON, nested at most `MAX_JSON_DEPTH` levels; else `ValueError` whose text
+    ("not valid JSON", "nested too deeply") is safe to send back."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError("not valid JSON") from None
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise ValueError(f"nested too deeply (at most {MAX_JSON_DEPTH} levels)")
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    # Iterative on purpose: a recursive walk would hit the very limit this guards against.
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
