@@ -9,8 +9,10 @@ tests.sfu.media_peers (``red_blue``, ``green_white``).
 
 Protocol on stdin/stdout (one JSON object a line): prints {"offer": sdp}; reads
 {"answer": sdp}; once it has decoded the other's picture (or given up) it
-prints {"sees_other": bool, "frames": n}; on the next line from stdin it writes the record to
-RECORD_PATH, prints {"recorded": path} and exits.
+prints {"sees_other": bool, "frames": n}; once its record holds ENOUGH_RTP and ENOUGH_RTCP
+packets (or it gave up) it prints {"enough": bool, "rtp": n, "rtcp": n} and keeps receiving; on
+the next line from stdin it writes the record to RECORD_PATH, prints {"recorded": path} and
+exits.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import base64
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import aioice.ice
@@ -29,6 +32,10 @@ from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, MediaPeer, looks_like
 PICTURES = {"red_blue": RED_BLUE, "green_white": GREEN_WHITE}
 TONES = {"red_blue": 440, "green_white": 880}
 ENOUGH_FRAMES = 15
+# Enough to search for the other's address: several relay receiver reports (one a second) and
+# forwarded sender reports, and a few dozen media packets.
+ENOUGH_RTP = 30
+ENOUGH_RTCP = 4
 
 
 class Record:
@@ -114,12 +121,28 @@ async def main(address: str, picture: str, expected: str, record_path: Path) -> 
 
     seen = await peer.wait_for(sees_other, timeout=30)
     print(json.dumps({"sees_other": seen, "frames": peer.received.video_frames}), flush=True)
+    enough = await until(
+        lambda: len(record.rtp) >= ENOUGH_RTP and len(record.rtcp) >= ENOUGH_RTCP, timeout=30
+    )
+    print(json.dumps({"enough": enough, "rtp": len(record.rtp), "rtcp": len(record.rtcp)}))
+    sys.stdout.flush()
     # media keeps flowing both ways until the test says stop: the other peer may still be
     # waiting for its frames, and everything received until then belongs in the record
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     record_path.write_text(json.dumps(record.as_json(answer)))
     print(json.dumps({"recorded": str(record_path)}), flush=True)
     await peer.close()
+
+
+async def until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Whether ``condition`` came true within ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 if __name__ == "__main__":

@@ -23,12 +23,9 @@ from pathlib import Path
 import pytest
 
 from sfu import Relay, RelayConfig
+from tests.hardening.netns_peer import ENOUGH_RTCP, ENOUGH_RTP
 
 REPO = Path(__file__).resolve().parents[2]
-PORT_MIN, PORT_MAX = 44000, 44099
-# after both pictures decode: long enough for several relay receiver reports (one a second) and
-# forwarded sender reports to arrive as well
-RUN_ON_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -76,12 +73,12 @@ def sites() -> Iterator[tuple[Site, Site]]:
 
 
 @pytest.fixture
-async def relay(sites):
+async def relay(sites, udp_ports):
     a, b = sites
     relay = Relay(
         RelayConfig(
-            udp_port_min=PORT_MIN,
-            udp_port_max=PORT_MAX,
+            udp_port_min=udp_ports.low,
+            udp_port_max=udp_ports.high,
             listen_addresses=(a.relay_address, b.relay_address),
         )
     )
@@ -167,7 +164,9 @@ async def test_neither_peer_receives_the_others_address_through_the_relay(relay,
         await peer_b.write({"answer": answer_b})
         seen_a, seen_b = await peer_a.read(), await peer_b.read()
         assert seen_a["sees_other"] and seen_b["sees_other"], (seen_a, seen_b)
-        await asyncio.sleep(RUN_ON_SECONDS)
+        # both keep receiving until each has recorded enough to search (netns_peer.py)
+        enough_a, enough_b = await peer_a.read(), await peer_b.read()
+        assert enough_a["enough"] and enough_b["enough"], (enough_a, enough_b)
         for peer in (peer_a, peer_b):
             await peer.write({"stop": True})
         for peer in (peer_a, peer_b):
@@ -184,7 +183,7 @@ async def test_neither_peer_receives_the_others_address_through_the_relay(relay,
         assert a.peer_address not in answer and b.peer_address not in answer
     assert record_a["answer"] == answer_a and record_b["answer"] == answer_b
     for record in (record_a, record_b):
-        assert len(record["rtp"]) >= 30 and len(record["rtcp"]) >= 2
+        assert len(record["rtp"]) >= ENOUGH_RTP and len(record["rtcp"]) >= ENOUGH_RTCP
     assert set(record_a["senders"]) <= relay_addresses
     assert set(record_b["senders"]) <= relay_addresses
     assert traces_of(a.peer_address, record_b) == []

@@ -4,6 +4,7 @@ the client's link, the therapist's sign-in and the appointment are as they were.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from signaling.config import Config
 from signaling.storage import Appointment
-from tests.hardening.app_server import MEDIA, app_serving
+from tests.hardening.app_server import app_serving
+from tests.ports import PortRange, reserve_ports
 from tests.sfu.media_peers import use_loopback_only
-from tests.signaling.api_server import PUBLIC_URL, ApiServer, call, write_config
+from tests.signaling.api_server import PUBLIC_URL, ApiServer, call, media_config, write_config
 from tests.signaling.test_ws_call import Side, book, close_code, consenting_client
 
 
@@ -37,10 +40,20 @@ class Restarted:
 
 
 @pytest.fixture
-async def restarted(tmp_path: Path) -> AsyncIterator[Restarted]:
+async def restarted(tmp_path: Path, udp_ports: PortRange) -> AsyncIterator[Restarted]:
     use_loopback_only()
-    config = write_config(tmp_path, extra=MEDIA)
-    async with app_serving(config) as (api, _):
+    config = write_config(tmp_path, extra=media_config(udp_ports))
+    # The second server must come up on the first one's port. Port 0 would give an ephemeral
+    # port, which any socket of the machine may take while no server holds it.
+    with reserve_ports(1, tcp=True) as reserved:
+        async with restarting(config, reserved.low) as restarted:
+            yield restarted
+
+
+@asynccontextmanager
+async def restarting(config: Config, port: int) -> AsyncIterator[Restarted]:
+    """Alice books and the client consents on one server; then a new one on the same port."""
+    async with app_serving(config, port=port) as (api, _):
         await api.add_therapist("alice")
         therapist, appointment_id, token = await book(api)
         client = await consenting_client(api, token)
@@ -48,7 +61,6 @@ async def restarted(tmp_path: Path) -> AsyncIterator[Restarted]:
         status, shown, _ = await call(therapist.http, "GET", path)
         assert status == 200, shown
         stored = await api.storage.get_appointment(appointment_id)
-        port = int(api.url.rsplit(":", 1)[1])
         cookies = therapist.http.cookie_jar, client.http.cookie_jar
         await therapist.close()  # the TCP connections go; the browsers keep their cookies
         await client.close()
