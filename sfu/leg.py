@@ -146,7 +146,12 @@ class Leg:
             self.wire.close()
         pc, self._pc = self._pc, None
         if pc is not None:
-            await pc.close()
+            try:
+                await pc.close()
+            except Exception as exc:
+                # aiortc trips over its own half-built objects when the offer failed midway
+                # (e.g. a data channel whose transport was never made); the leg is gone anyway
+                logger.warning("event=leg_close_failed error=%s", type(exc).__name__)
         self._set_state("closed")
 
     # --- internals --------------------------------------------------------------------------

@@ -24,13 +24,23 @@ _ICE_CHARS = re.compile(r"[A-Za-z0-9+/]*")
 # a browser sends one fingerprint per section; RFC 8122 allows one per hash function
 MAX_FINGERPRINTS = 4
 _RTP_ATTRIBUTES = ("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")
+# RFC 5888/8843: a mid is a token; browsers use "0", "1", ... (Chrome, Firefox, Safari).
+# aiortc takes any bytes, and a NUL or a mid missing from BUNDLE made it raise AttributeError.
+MAX_MID_CHARS = 32
+_MID = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`{|}~]{1," + str(MAX_MID_CHARS) + "}")
 
 
 def check_offer_values(offer_sdp: str) -> None:
     """Raise ``InvalidOffer`` naming the first field whose value is out of bounds."""
     fingerprints = 0
+    mids: list[str] = []
+    bundles: list[list[str]] = []
     for line in offer_sdp.splitlines():
-        if line.startswith("m="):
+        if line.startswith("a=mid:"):
+            mids.append(_check_mid(line[len("a=mid:") :]))
+        elif line.startswith("a=group:BUNDLE"):
+            bundles.append(line[len("a=group:BUNDLE") :].split())
+        elif line.startswith("m="):
             _check_media_line(line)
             fingerprints = 0
         elif line.startswith(_RTP_ATTRIBUTES):
@@ -47,6 +57,7 @@ def check_offer_values(offer_sdp: str) -> None:
             fingerprints += 1
             if fingerprints > MAX_FINGERPRINTS:
                 raise InvalidOffer(f"more than {MAX_FINGERPRINTS} fingerprints in one section")
+    _check_bundle(mids, bundles)
 
 
 def check_candidate(candidate: str) -> None:
@@ -61,6 +72,22 @@ def check_candidate(candidate: str) -> None:
         raise InvalidOffer("candidate priority out of range")
     if not 0 <= port <= MAX_PORT:
         raise InvalidOffer("candidate port out of range")
+
+
+def _check_mid(value: str) -> str:
+    if not _MID.fullmatch(value):
+        raise InvalidOffer(f"a=mid must be 1 to {MAX_MID_CHARS} letters, digits or token signs")
+    return value
+
+
+def _check_bundle(mids: list[str], bundles: list[list[str]]) -> None:
+    """One BUNDLE group listing every section's mid exactly once: the relay has one transport."""
+    if len(set(mids)) != len(mids):
+        raise InvalidOffer("two sections share an a=mid")
+    if len(bundles) > 1:
+        raise InvalidOffer("more than one BUNDLE group")
+    if bundles and (len(set(bundles[0])) != len(bundles[0]) or set(bundles[0]) != set(mids)):
+        raise InvalidOffer("BUNDLE must list the a=mid of every section exactly once")
 
 
 def _check_media_line(line: str) -> None:

@@ -15,9 +15,9 @@ import pytest
 from sfu import InvalidOffer, Relay, RelayConfig
 from sfu.offer_limits import check_offer_values
 from signaling.relay_setup import RELAY
-from tests.hardening.app_server import MEDIA, app_serving
+from tests.hardening.app_server import app_serving
 from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, MediaPeer, use_loopback_only
-from tests.signaling.api_server import write_config
+from tests.signaling.api_server import media_config, write_config
 from tests.signaling.test_ws_call import book, consenting_client, flowing, start_media
 
 _CANDIDATE_PORT = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ \S+) \d+", re.M)
@@ -82,15 +82,29 @@ ABUSES: dict[str, tuple[Callable[[str], str], str]] = {
         lambda sdp: re.sub(r"^a=ice-pwd:.*\r\n", "", sdp, flags=re.M),
         "ICE credentials",
     ),
+    # these two reached aiortc, which raised AttributeError: the socket closed with 1011
+    "nul_byte_in_mid": (lambda sdp: sdp.replace("a=mid:0\r\n", "a=mid:\x00\r\n", 1), "a=mid"),
+    "mid_missing_from_bundle": (
+        lambda sdp: re.sub(r"^a=group:BUNDLE 0 ", "a=group:BUNDLE 5 ", sdp, flags=re.M),
+        "BUNDLE",
+    ),
+    "mid_twice_in_bundle": (
+        lambda sdp: re.sub(r"^a=group:BUNDLE 0 1\b", "a=group:BUNDLE 0 0", sdp, flags=re.M),
+        "BUNDLE",
+    ),
 }
 FITS_A_MESSAGE = [name for name in ABUSES if name != "100000_lines"]
 
 
 @pytest.fixture
-async def relay() -> AsyncIterator[Relay]:
+async def relay(udp_ports) -> AsyncIterator[Relay]:
     use_loopback_only()
     relay = Relay(
-        RelayConfig(udp_port_min=44300, udp_port_max=44399, listen_addresses=("127.0.0.1",))
+        RelayConfig(
+            udp_port_min=udp_ports.low,
+            udp_port_max=udp_ports.high,
+            listen_addresses=("127.0.0.1",),
+        )
     )
     yield relay
     await relay.close()
@@ -99,7 +113,7 @@ async def relay() -> AsyncIterator[Relay]:
 @pytest.fixture
 async def good_offer() -> AsyncIterator[str]:
     use_loopback_only()
-    peer = MediaPeer(RED_BLUE, tone=440)
+    peer = MediaPeer(RED_BLUE, tone=440, chat=True)  # as the call page: audio, video and chat
     yield await peer.offer()
     await peer.close()
 
@@ -222,9 +236,9 @@ def test_the_bounds_let_real_browser_offers_through(offer):
 
 
 @pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator:
+async def served(tmp_path: Path, udp_ports) -> AsyncIterator:
     use_loopback_only()
-    async with app_serving(write_config(tmp_path, extra=MEDIA)) as (api, app):
+    async with app_serving(write_config(tmp_path, extra=media_config(udp_ports))) as (api, app):
         await api.add_therapist("alice")
         yield api, app
 
@@ -271,7 +285,7 @@ async def test_abusive_offers_over_the_websocket_get_invalid_offer_and_a_good_ca
 ):
     api, app = served
     attacker, appointment_id, _ = await book(api)
-    spare = MediaPeer(RED_BLUE, tone=440)
+    spare = MediaPeer(RED_BLUE, tone=440, chat=True)
     try:
         await attacker.connect()
         await attacker.send(type="join", appointment=appointment_id)
