@@ -1,19 +1,28 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from sfu import Relay, RelayConfig
+from tests.ports import PortRange
 from tests.sfu.media_peers import MediaPeer, use_loopback_only
 
-PORT_MIN, PORT_MAX = 41000, 41099
+
+def relay_config(ports: PortRange, **settings) -> RelayConfig:
+    """The relay on 127.0.0.1 in ``ports`` (tests/ports.py: no concurrent test or run has them)."""
+    return RelayConfig(
+        udp_port_min=ports.low,
+        udp_port_max=ports.high,
+        listen_addresses=("127.0.0.1",),
+        **settings,
+    )
 
 
 @pytest.fixture
-async def relay():
+async def relay(udp_ports: PortRange) -> AsyncIterator[Relay]:
     use_loopback_only()
-    relay = Relay(
-        RelayConfig(udp_port_min=PORT_MIN, udp_port_max=PORT_MAX, listen_addresses=("127.0.0.1",))
-    )
+    relay = Relay(relay_config(udp_ports))
     yield relay
     await relay.close()
 

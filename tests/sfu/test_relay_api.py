@@ -7,9 +7,10 @@ import re
 
 import pytest
 
-from sfu import InvalidOffer, PortsExhausted, Relay, RelayConfig, RelayFull, RoomClosed, RoomFull
+from sfu import InvalidOffer, PortsExhausted, Relay, RelayFull, RoomClosed, RoomFull
 from sfu.aiortc_glue import check_internals
-from tests.sfu.conftest import PORT_MAX, PORT_MIN, join
+from tests.ports import reserve_ports
+from tests.sfu.conftest import join, relay_config
 from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE
 
 
@@ -26,7 +27,8 @@ async def test_answers_offer_candidates_only_from_the_configured_port_range(rela
     answers = [await join(room, seat, peers(RED_BLUE, tone=440)) for seat in ("a", "b")]
     ports = [p for answer in answers for p in candidate_ports(answer)]
     assert len(set(ports)) == 2  # one socket per leg, listed in each bundled m-line
-    assert all(PORT_MIN <= p <= PORT_MAX for p in ports)
+    low, high = relay.config.udp_port_min, relay.config.udp_port_max
+    assert all(low <= p <= high for p in ports), (ports, low, high)
 
 
 async def test_a_third_participant_is_refused(relay, peers):
@@ -47,8 +49,8 @@ async def test_a_closed_room_refuses_to_connect(relay, peers):
     assert room.id not in relay.rooms
 
 
-async def test_relay_refuses_rooms_beyond_its_limit():
-    relay = Relay(RelayConfig(max_rooms=1, listen_addresses=("127.0.0.1",)))
+async def test_relay_refuses_rooms_beyond_its_limit(udp_ports):
+    relay = Relay(relay_config(udp_ports, max_rooms=1))
     try:
         relay.create_room()
         with pytest.raises(RelayFull):
@@ -58,17 +60,16 @@ async def test_relay_refuses_rooms_beyond_its_limit():
 
 
 async def test_port_range_exhaustion_fails_the_offer_clearly(peers):
-    relay = Relay(
-        RelayConfig(udp_port_min=41200, udp_port_max=41200, listen_addresses=("127.0.0.1",))
-    )
-    try:
-        room = relay.create_room()
-        await join(room, "a", peers(RED_BLUE, tone=440))
-        with pytest.raises(PortsExhausted):
-            await room.connect("b", await peers(GREEN_WHITE, tone=880).offer())
-        assert relay.ports.exhausted == 1
-    finally:
-        await relay.close()
+    with reserve_ports(1) as one:
+        relay = Relay(relay_config(one))
+        try:
+            room = relay.create_room()
+            await join(room, "a", peers(RED_BLUE, tone=440))
+            with pytest.raises(PortsExhausted):
+                await room.connect("b", await peers(GREEN_WHITE, tone=880).offer())
+            assert relay.ports.exhausted == 1
+        finally:
+            await relay.close()
 
 
 @pytest.mark.parametrize(
@@ -140,18 +141,13 @@ async def test_a_malformed_trickled_candidate_is_refused(relay, peers):
 
 
 async def test_behind_1to1_nat_the_answer_announces_the_public_address(peers):
-    relay = Relay(
-        RelayConfig(
-            udp_port_min=41300,
-            udp_port_max=41310,
-            listen_addresses=("127.0.0.1",),
-            public_ip="203.0.113.7",
-        )
-    )
-    try:
-        answer = await relay.create_room().connect("a", await peers(RED_BLUE, tone=440).offer())
-    finally:
-        await relay.close()
+    with reserve_ports(11) as ports:
+        relay = Relay(relay_config(ports, public_ip="203.0.113.7"))
+        try:
+            offer = await peers(RED_BLUE, tone=440).offer()
+            answer = await relay.create_room().connect("a", offer)
+        finally:
+            await relay.close()
     hosts = set(re.findall(r"^a=candidate:\S+ \d \S+ \d+ (\S+) \d+ typ host", answer, re.M))
     assert hosts == {"203.0.113.7"}
 
