@@ -1,4 +1,9 @@
-"""Failed-login counting per account and per client address, in a sliding window.
+"""Login-attempt counting per account and per client address, in a sliding window, and the
+bound on password checks running at once for either.
+
+An attempt is counted when it arrives, before its password is checked: counting only the failures
+let a burst of parallel guesses all pass the check while none had failed yet. A correct password
+takes its own attempt back, so only failures (and attempts still being checked) count.
 
 Pure logic with an injectable clock, so it is testable without a network. State is in memory:
 a restart forgets it, which costs an attacker at most one extra window of guesses.
@@ -6,12 +11,15 @@ a restart forgets it, which costs an attacker at most one extra window of guesse
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
-__all__ = ["LoginThrottle"]
+__all__ = ["Attempt", "LoginThrottle", "OneCheckAtATime"]
 
 # Bound on remembered keys, so a flood of random usernames cannot grow memory without limit.
 # At ~200 bytes per key this is about 20 MB.
@@ -49,7 +57,29 @@ class LoginThrottle:
                 wait = max(wait, oldest + self._window - now)
         return max(1, math.ceil(wait)) if wait > 0 else 0
 
+    def begin(self, username: str, address: str) -> Attempt | int:
+        """Count an attempt now, before its password is checked; or, if the account or the
+        address has used up its attempts, return the seconds until one is allowed again."""
+        wait = self.retry_after(username, address)
+        if wait:
+            return wait
+        return Attempt(username, address, self._record(username, address))
+
+    def succeeded(self, attempt: Attempt) -> None:
+        """The password was right: the account's count starts over, and the address gets this
+        attempt back (its earlier failures stay)."""
+        self.record_success(attempt.username)
+        failures = self._failures.get(("address", attempt.address))
+        if failures is not None:
+            with contextlib.suppress(ValueError):
+                failures.remove(attempt.at)
+            if not failures:
+                del self._failures[("address", attempt.address)]
+
     def record_failure(self, username: str, address: str) -> None:
+        self._record(username, address)
+
+    def _record(self, username: str, address: str) -> float:
         now = self._clock()
         if len(self._failures) >= MAX_KEYS:
             self._forget_expired(now)
@@ -58,6 +88,7 @@ class LoginThrottle:
             del self._failures[next(iter(self._failures))]
         for key in (("account", username.lower()), ("address", address)):
             self._failures.setdefault(key, deque()).append(now)
+        return now
 
     def record_success(self, username: str) -> None:
         """A correct password clears the account's failures; the address keeps its count."""
@@ -77,3 +108,47 @@ class LoginThrottle:
     def _forget_expired(self, now: float) -> None:
         for key in list(self._failures):
             self._recent(key, now)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A counted login attempt, handed back to `LoginThrottle.succeeded` if the password is right."""
+
+    username: str
+    address: str
+    at: float
+
+
+class OneCheckAtATime:
+    """At most one password check at a time per account and per address.
+
+    The argon2 checks of the whole server are few at a time (they take memory and CPU). Without
+    this, one address's burst fills that queue and every other therapist's sign-in waits behind
+    it; with it, a burst holds one slot at most and the others are free for everyone else.
+    Parallel guesses on one account are also checked one after the other, never side by side.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._users: dict[tuple[str, str], int] = {}
+
+    @contextlib.asynccontextmanager
+    async def checking(self, username: str, address: str) -> AsyncIterator[None]:
+        # Always the account's lock before the address's: one fixed order cannot deadlock.
+        async with self._held(("account", username.lower())), self._held(("address", address)):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _held(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            # Forget the lock once nobody holds or waits for it, so memory stays bounded by the
+            # requests in flight (the throttle bounds those per key).
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key]
+                del self._locks[key]

@@ -36,7 +36,7 @@ from signaling.login_sessions import (
     set_cookie,
     start_session,
 )
-from signaling.login_throttle import LoginThrottle
+from signaling.login_throttle import Attempt, LoginThrottle, OneCheckAtATime
 from signaling.logs import LOGGER_NAME, log_event, render_ip
 from signaling.relay_setup import end_live_session
 from signaling.storage import Appointment, AppointmentState, Storage
@@ -58,6 +58,9 @@ class TherapistApi:
         # Each argon2 check takes 64 MiB for a moment; a burst of logins must not add that up
         # without bound on a server that also carries live calls. Two at a time stay quick.
         self._password_checks = asyncio.Semaphore(2)
+        # ...and one of the two at most for any one account or address, so a burst from one
+        # address leaves the other slot to everyone else.
+        self._one_check = OneCheckAtATime()
         limits = config.limits
         self._throttle = LoginThrottle(
             limits.login_attempts_per_account,
@@ -89,14 +92,16 @@ class TherapistApi:
         address = client_address(request, self._config.server.trusted_proxies)
         ip = render_ip(address, self._config.privacy.log_ip)
 
-        wait = self._throttle.retry_after(username, address)
-        if wait:
+        # Counted before the password is checked: parallel guesses must not all pass this check
+        # while none of them has failed yet.
+        attempt = self._throttle.begin(username, address)
+        if not isinstance(attempt, Attempt):
             log_event(logger, "login_throttled", logging.WARNING, ip=ip)
             raise ApiError(
                 429,
                 "rate_limited",
                 "Too many failed sign-ins; try again later",
-                {"Retry-After": str(wait)},
+                {"Retry-After": str(attempt)},
             )
 
         therapist = await self._storage.get_therapist(username)
@@ -104,10 +109,10 @@ class TherapistApi:
         # a username exists. argon2 takes tens of milliseconds of CPU: run it off the event
         # loop, which also carries the media relay.
         password_hash = therapist.password_hash if therapist else _dummy_hash()
-        async with self._password_checks:
+        async with self._one_check.checking(username, address), self._password_checks:
             valid = await asyncio.to_thread(verify_password, password_hash, password)
         if therapist is None or not valid:
-            self._throttle.record_failure(username, address)
+            # already counted by begin()
             log_event(logger, "login_failed", logging.WARNING, ip=ip)
             raise ApiError(401, "invalid_credentials", "Wrong username or password")
         if therapist.disabled:
@@ -115,7 +120,7 @@ class TherapistApi:
             log_event(logger, "login_refused_disabled", logging.WARNING, therapist_id=therapist.id)
             raise ApiError(403, "account_disabled", "This account is disabled")
 
-        self._throttle.record_success(username)
+        self._throttle.succeeded(attempt)
         token, session = await start_session(self._storage, therapist)
         log_event(logger, "login", therapist_id=therapist.id, ip=ip)
         response = web.json_response(
