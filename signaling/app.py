@@ -8,14 +8,14 @@ import datetime as dt
 import logging
 import signal
 import ssl
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, MutableMapping
 
 from aiohttp import web
 
 from signaling.config import Config
 from signaling.credentials import load_or_create_session_secret
 from signaling.drain import DRAIN, Drain
-from signaling.http_errors import MAX_BODY_BYTES, api_error_middleware
+from signaling.http_errors import API_PREFIX, MAX_BODY_BYTES, api_error_middleware
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import METRICS, Metrics, serve_metrics
 from signaling.readiness import check_readiness
@@ -160,11 +160,22 @@ def _security_headers_middleware(headers: dict[str, str]):  # type: ignore[no-un
         except web.HTTPException as exc:
             # 404s, redirects and other raised responses get the headers too.
             exc.headers.update(headers)
+            _no_store_unless_declared(request, exc.headers)
             raise
         response.headers.update(headers)
+        _no_store_unless_declared(request, response.headers)
         return response
 
     return security_headers
+
+
+def _no_store_unless_declared(request: web.Request, headers: MutableMapping[str, str]) -> None:
+    """`Cache-Control: no-store` on every response that does not choose its own caching, and on
+    everything under /api/ regardless: API answers carry CSRF tokens, notes, names and
+    appointments. Only pages and assets without personal data (login, terms, /static/) choose
+    `no-cache` themselves. Deny by default, so a new route cannot forget it."""
+    if request.path.startswith(API_PREFIX) or "Cache-Control" not in headers:
+        headers["Cache-Control"] = "no-store"
 
 
 @web.middleware

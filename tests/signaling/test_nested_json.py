@@ -52,6 +52,7 @@ def assert_invalid_request(status, body, headers) -> None:  # type: ignore[no-un
     assert body["error"]["code"] == "invalid_request"
     for name, value in SECURITY_HEADERS.items():
         assert headers[name] == value, name
+    assert headers["Cache-Control"] == "no-store"
 
 
 @pytest.mark.parametrize("shape", BODIES)
