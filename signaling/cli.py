@@ -26,11 +26,13 @@ from signaling.credentials import (
     load_or_create_session_secret,
     new_token,
 )
+from signaling.package_files import default_config_path
 from signaling.storage import AlreadyExists, NotFound, Storage, open_storage
 
 __all__ = ["main"]
 
-DEFAULT_CONFIG = "config/default.yaml"
+# ./config/default.yaml (the source tree) if present, else the copy the package ships.
+DEFAULT_CONFIG = default_config_path()
 PROG = "sprechzimmer"
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")

@@ -19,11 +19,13 @@ from aiohttp import web
 from signaling import invites
 from signaling.config import Config
 from signaling.login_sessions import current_session
+from signaling.package_files import package_dir
 from signaling.storage import Storage
 
 __all__ = ["LANGUAGES", "WEB_ROOT", "Pages", "choose_language"]
 
-WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
+# web/ of the repository, installed as the package `signaling.web` (signaling/package_files.py).
+WEB_ROOT = package_dir("signaling.web").resolve()
 PAGES_DIR = WEB_ROOT / "pages"
 STATIC_DIR = WEB_ROOT / "static"
 
