@@ -31,7 +31,13 @@ from signaling.storage.sqlite import SqliteStorage
 from tests.ports import PortRange
 from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, MediaPeer, use_loopback_only
 from tests.signaling.api_server import ApiServer, media_config, write_config
-from tests.signaling.test_ws_call import Side, book, consenting_client, flowing, start_media
+from tests.signaling.test_ws_call import (
+    Side,
+    book,
+    consenting_client,
+    media_flows_both_ways,
+    start_media,
+)
 
 LISTED = (
     "sprechzimmer_build_info",
@@ -110,10 +116,17 @@ async def scrape(url: str) -> tuple[str, str]:
         return await response.text(), response.headers["Content-Type"]
 
 
-async def scrape_until(url: str, done: Callable[[str], bool], timeout: float = 5.0) -> str:
-    async with asyncio.timeout(timeout):
-        while not done(text := (await scrape(url))[0]):
-            await asyncio.sleep(0.05)
+async def scrape_until(
+    url: str, done: Callable[[str], bool], what: str, timeout: float = 10.0
+) -> str:
+    """The first exposition for which ``done`` holds; an AssertionError naming ``what`` (and
+    holding the last exposition) when none does within ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not done(text := (await scrape(url))[0]):
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}\n{text}")
+        await asyncio.sleep(0.05)
     return text
 
 
@@ -169,15 +182,18 @@ async def test_a_whole_call_is_counted_and_no_label_carries_personal_data_or_ids
         await client.next("joined")
         await start_media(therapist, alice_peer)
         await start_media(client, kim_peer)
-        assert await alice_peer.wait_for(flowing)
-        assert await kim_peer.wait_for(flowing)
+        await media_flows_both_ways(alice_peer, kim_peer)
 
-        during, _ = await scrape(served.metrics_url)
+        # join_to_media is observed by the consultation's own poll of the relay's counters
+        during = await scrape_until(
+            served.metrics_url,
+            lambda t: value(t, "sprechzimmer_join_to_media_seconds_count") == 2,
+            "join-to-media observed for both sides",
+        )
         assert value(during, "sprechzimmer_rooms_active") == 1
         for role in ROLES:
             assert value(during, "sprechzimmer_participants_active", role=role) == 1
         assert value(during, "sprechzimmer_websocket_connections_active") == 2
-        assert value(during, "sprechzimmer_join_to_media_seconds_count") == 2
         assert value(during, "sprechzimmer_media_connections_total") == 2
 
         await therapist.send(type="end")
@@ -189,8 +205,13 @@ async def test_a_whole_call_is_counted_and_no_label_carries_personal_data_or_ids
         await client.close()
 
     after = await scrape_until(
-        served.metrics_url, lambda t: value(t, "sprechzimmer_session_duration_seconds_count") == 1
-    )  # the session's end is recorded just after both are told
+        served.metrics_url,
+        lambda t: (
+            value(t, "sprechzimmer_session_duration_seconds_count") == 1
+            and value(t, "sprechzimmer_rooms_active") == 0
+        ),
+        "the session's duration recorded and its room closed (just after both are told)",
+    )
     assert value(after, "sprechzimmer_joins_total") == 2
     assert value(after, "sprechzimmer_sessions_total") == 1
     assert value(after, "sprechzimmer_rooms_active") == 0
