@@ -13,13 +13,21 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any, TextIO
 
 from signaling.config import LoggingConfig
 
-__all__ = ["JsonFormatter", "KeyValueFormatter", "configure_logging", "log_event", "render_ip"]
+__all__ = [
+    "JsonFormatter",
+    "KeyValueFormatter",
+    "configure_logging",
+    "log_event",
+    "redact_addresses",
+    "render_ip",
+]
 
 LOGGER_NAME = "sprechzimmer"
 
@@ -27,18 +35,48 @@ _SENSITIVE_WORDS = ("token", "password", "secret", "display_name", "note", "cred
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
+_HANDLER_NAME = "sprechzimmer"
+_OWN_LOGGERS = (LOGGER_NAME, "sfu")
 
-def configure_logging(config: LoggingConfig, stream: TextIO | None = None) -> logging.Logger:
-    """Point the `sprechzimmer` logger at `stream` (stderr) in the configured format."""
-    logger = logging.getLogger(LOGGER_NAME)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
+# Candidates only; `ipaddress` decides. IPv6 needs two colons at least, which also lets
+# "10:00:00" through to the check, where it fails and stays as it is.
+_IPV4 = r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.])"
+_IPV6 = r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}(?![\w:])"
+_ADDRESS = re.compile(f"{_IPV4}|{_IPV6}")
+
+
+def configure_logging(
+    config: LoggingConfig, stream: TextIO | None = None, log_ip: str = "truncate"
+) -> logging.Logger:
+    """Send every logger's records to `stream` (stderr) in the configured format.
+
+    One handler on the root logger, so the relay (`sfu.*`), aiohttp, aiortc and aioice cannot
+    fall through to Python's last-resort handler, which prints raw text with full addresses.
+    Our own loggers (`sprechzimmer`, `sfu`) log at the configured level; libraries only from
+    WARNING: aioice logs every connectivity check at INFO, addresses included. Addresses in
+    the text of records are rendered per `log_ip` (`privacy.log_ip`). Returns the `sprechzimmer`
+    logger.
+    """
+    level = _LEVELS.get(config.level, logging.ERROR)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == _HANDLER_NAME:
+            root.removeHandler(handler)
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if config.format == "json" else KeyValueFormatter())
-    logger.addHandler(handler)
-    logger.setLevel(_LEVELS.get(config.level, logging.ERROR))
-    logger.propagate = False
-    return logger
+    handler.set_name(_HANDLER_NAME)
+    handler.setLevel(level)
+    handler.setFormatter(
+        JsonFormatter(log_ip) if config.format == "json" else KeyValueFormatter(log_ip)
+    )
+    root.addHandler(handler)
+    root.setLevel(max(level, logging.WARNING))
+    for name in _OWN_LOGGERS:
+        own = logging.getLogger(name)
+        for old in list(own.handlers):  # from an earlier configuration that wrote here directly
+            own.removeHandler(old)
+        own.setLevel(level)
+        own.propagate = True
+    return logging.getLogger(LOGGER_NAME)
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -84,26 +122,63 @@ def _timestamp(record: logging.LogRecord) -> str:
     return f"{seconds}.{int(record.msecs):03d}Z"
 
 
+def redact_addresses(text: str, mode: str) -> str:
+    """`text` with every IP address in it rendered per `privacy.log_ip` (see `render_ip`)."""
+    if mode == "full":
+        return text
+    return _ADDRESS.sub(lambda match: _render_if_address(match.group(), mode), text)
+
+
+def _render_if_address(candidate: str, mode: str) -> str:
+    try:
+        ipaddress.ip_address(candidate)
+    except ValueError:
+        return candidate
+    return render_ip(candidate, mode)
+
+
+def _pairs(record: logging.LogRecord, log_ip: str) -> dict[str, Any]:
+    head = {"ts": _timestamp(record), "level": record.levelname.lower()}
+    if record.name == LOGGER_NAME or record.name.startswith(LOGGER_NAME + "."):
+        # Our events: a constant name; addresses in fields already went through render_ip.
+        return {**head, "event": record.getMessage(), **_fields(record)}
+    # Anyone else's record: its text is not ours to trust, so addresses are rendered here.
+    text = redact_addresses(record.getMessage(), log_ip)
+    structured = _event_pairs(text)
+    if structured is not None:  # the relay logs "event=name key=value ..."
+        event = structured.pop("event")
+        return {**head, "event": event, "logger": record.name, **structured, **_fields(record)}
+    return {**head, "event": "log", "logger": record.name, "message": text, **_fields(record)}
+
+
+def _event_pairs(text: str) -> dict[str, str] | None:
+    """ "event=x a=b" as a dict, or None when the text is not made of key=value words."""
+    pairs = {}
+    for word in text.split(" "):
+        key, sep, value = word.partition("=")
+        if not sep or not key.isidentifier():
+            return None
+        pairs[key] = value
+    return pairs if "event" in pairs else None
+
+
 class KeyValueFormatter(logging.Formatter):
+    def __init__(self, log_ip: str = "truncate") -> None:
+        super().__init__()
+        self._log_ip = log_ip
+
     def format(self, record: logging.LogRecord) -> str:
-        pairs = {
-            "ts": _timestamp(record),
-            "level": record.levelname.lower(),
-            "event": record.getMessage(),
-            **_fields(record),
-        }
+        pairs = _pairs(record, self._log_ip)
         return " ".join(f"{key}={_kv_value(value)}" for key, value in pairs.items())
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, log_ip: str = "truncate") -> None:
+        super().__init__()
+        self._log_ip = log_ip
+
     def format(self, record: logging.LogRecord) -> str:
-        pairs = {
-            "ts": _timestamp(record),
-            "level": record.levelname.lower(),
-            "event": record.getMessage(),
-            **_fields(record),
-        }
-        return json.dumps(pairs, default=str, ensure_ascii=False)
+        return json.dumps(_pairs(record, self._log_ip), default=str, ensure_ascii=False)
 
 
 def _kv_value(value: Any) -> str:
