@@ -43,6 +43,15 @@ def udp_ports() -> Iterator[PortRange]:
         yield ports
 
 
+@pytest.fixture
+def tcp_port() -> Iterator[int]:
+    """A port for a server the test starts in another process, free for TCP and UDP and held for
+    the test (tests/ports.py): a port found by binding port 0 and letting go is an ephemeral one,
+    which any socket of the machine may take before the server binds it."""
+    with reserve_ports(1, tcp=True) as ports:
+        yield ports.low
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     text = "\n".join(_RECORDS.lines)
     leaked = sorted(c for c in CANARIES if c in text)

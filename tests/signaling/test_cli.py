@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import socket
 import subprocess
 import sys
 import time
@@ -204,14 +203,8 @@ def test_unknown_command_exits_2(run_cli):
     assert run_cli("frobnicate").returncode == 2
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_serve_prints_its_url_and_answers_healthz(tmp_path):
-    port = free_port()
+def test_serve_prints_its_url_and_answers_healthz(tmp_path, tcp_port):
+    port = tcp_port
     config = tmp_path / "serve.yaml"
     config.write_text(f"server:\n  port: {port}\nstorage:\n  sqlite_path: {db_path(tmp_path)}\n")
     with subprocess.Popen(
