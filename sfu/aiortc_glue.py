@@ -12,7 +12,8 @@ over below that:
   encoder, decoder, jitter buffer or RTCP loop exists; it hands us the negotiated parameters at
   the moment DTLS is up instead.
 - ``Wire`` reads the selected ICE pair's UDP socket directly (draining it per wake-up) and hands
-  STUN and DTLS back to aioice/aiortc untouched.
+  STUN and DTLS back to aioice/aiortc through the socket's ``ice_guard.GuardedStunProtocol``,
+  which every socket has from its first datagram (``guard_peer_connection`` for other peers).
 
 ``check_internals`` names every private attribute relied on; a test calls it so an aiortc or
 aioice upgrade that moves them fails loudly instead of silently breaking the relay.
@@ -47,6 +48,7 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from .header_extensions import MID_URI
+from .ice_guard import GuardedStunProtocol
 from .latency import SAMPLE_EVERY, LatencyHistogram
 
 logger = logging.getLogger(__name__)
@@ -95,13 +97,22 @@ def check_internals() -> list[str]:
         "RTCRtpSender": inspect.getsource(RTCRtpSender),
         "Connection": inspect.getsource(aioice.ice.Connection),
         "RTCIceGatherer": inspect.getsource(RTCIceGatherer),
+        "StunProtocol": inspect.getsource(aioice.ice.StunProtocol),
     }
     needed = {
         "RTCDtlsTransport": ("self._rx_srtp", "self._tx_srtp", "self._transport"),
         "RTCRtpTransceiver": ("self._codecs", "self._headerExtensions"),
         "RTCRtpSender": ("self._ssrc", "self._rtx_ssrc", "self._stream_id"),
-        "Connection": ("self._nominated", "self._protocols", "def get_component_candidates"),
+        "Connection": (
+            "self._nominated",
+            "self._protocols",
+            "def get_component_candidates",
+            "def request_received",
+            "def data_received",
+        ),
         "RTCIceGatherer": ("self._connection",),
+        # sfu.ice_guard replaces datagram_received; it relies on these being what they were
+        "StunProtocol": ("self.receiver", "self.transactions", "def datagram_received"),
     }
     missing = [
         f"{owner}: {name}"
@@ -127,8 +138,9 @@ def check_internals() -> list[str]:
 class GatherPolicy:
     """Where a leg's ICE candidates come from (the relay side of the connection)."""
 
-    addresses: tuple[str, ...]  # IPs to bind; resolved by the caller
-    bind_port: Callable[[str], socket.socket]  # binds a UDP socket on the address in our range
+    # IPs to bind, resolved by the caller; None: the host addresses aioice finds (test peers)
+    addresses: tuple[str, ...] | None
+    bind_port: Callable[[str], socket.socket]  # binds a non-blocking UDP socket on the address
     advertised_ip: str | None = None  # 1:1 NAT: announce this instead of the private address
     stun_server: tuple[str, int] | None = None
 
@@ -140,6 +152,27 @@ def make_peer_connection(ice_servers: list[dict]) -> RTCPeerConnection:
         for s in ice_servers
     ]
     return RTCPeerConnection(RTCConfiguration(iceServers=servers))
+
+
+def guard_peer_connection(pc: RTCPeerConnection) -> None:
+    """Gather ``pc``'s host candidates on guarded sockets (``sfu.ice_guard``), as the relay's legs
+    do, so that only the remote peer's authenticated traffic reaches its ICE and DTLS.
+
+    For peer connections other than the relay's own (the tests' peers); call after adding tracks
+    and channels, before the first offer or answer. Host candidates only: no STUN or TURN.
+    """
+    prepare_peer_connection(pc, GatherPolicy(addresses=None, bind_port=_bind_any_port))
+
+
+def _bind_any_port(address: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((address, 0))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
 
 
 def prepare_peer_connection(pc: RTCPeerConnection, policy: GatherPolicy) -> None:
@@ -161,7 +194,7 @@ def _gatherer(
         loop = asyncio.get_running_loop()
         candidates: list[Candidate] = []
         protocols = []
-        for address in policy.addresses:
+        for address in addresses if policy.addresses is None else policy.addresses:
             try:
                 sock = policy.bind_port(address)
             except OSError as exc:
@@ -174,8 +207,9 @@ def _gatherer(
             # without kernel timestamps the relay simply does not sample its latency
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            # guarded from the first datagram: strangers never reach aioice or aiortc's DTLS
             _, protocol = await loop.create_datagram_endpoint(
-                lambda: aioice.ice.StunProtocol(connection), sock=sock
+                lambda: GuardedStunProtocol(connection), sock=sock
             )
             host, port = sock.getsockname()[:2]
             announced = policy.advertised_ip or host

@@ -22,6 +22,8 @@ from aiortc import (
 )
 from av import AudioFrame, VideoFrame
 
+from sfu.aiortc_glue import guard_peer_connection
+
 WIDTH, HEIGHT = 320, 240
 AUDIO_RATE = 48000
 AUDIO_PTIME = 0.02
@@ -170,6 +172,9 @@ class MediaPeer:
             self.chat = self.pc.createDataChannel("chat", negotiated=True, id=0)
             self.chat.on("message", self.chat_messages.append)
         self.pc.on("track", self._on_track)
+        # the relay's own guard: only the relay's authenticated traffic reaches this peer's ICE
+        # and DTLS, so a stray datagram from another test cannot kill its handshake
+        guard_peer_connection(self.pc)
 
     async def offer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createOffer())
