@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, MutableMapping
 from aiohttp import web
 
 from signaling.config import Config
+from signaling.connection_guard import ConnectionGuard, GuardedSite
 from signaling.credentials import load_or_create_session_secret
 from signaling.drain import DRAIN, Drain
 from signaling.http_errors import API_PREFIX, MAX_BODY_BYTES, api_error_middleware
@@ -30,6 +31,7 @@ from signaling.ws_endpoint import SignalingEndpoint
 
 __all__ = [
     "CONFIG",
+    "CONNECTION_GUARD",
     "SESSION_SECRET",
     "SIGNALING",
     "STORAGE",
@@ -37,12 +39,14 @@ __all__ = [
     "listen_url",
     "serve",
     "shut_down",
+    "start_site",
 ]
 
 CONFIG = web.AppKey("config", Config)
 STORAGE = web.AppKey("storage", Storage)
 SESSION_SECRET = web.AppKey("session_secret", str)
 SIGNALING = web.AppKey("signaling", SignalingEndpoint)
+CONNECTION_GUARD = web.AppKey("connection_guard", ConnectionGuard)
 
 # SIGTERM to exit in under 10 s: telling participants, closing rooms and their database writes
 # get DRAIN_SECONDS; stopping HTTP (open requests get HANDLER_GRACE_SECONDS) gets CLEANUP_SECONDS.
@@ -76,17 +80,22 @@ def create_app(
     headers = dict(SECURITY_HEADERS)
     if config.server.tls:
         headers["Strict-Transport-Security"] = HSTS
+    guard = ConnectionGuard(config.limits, config.server.trusted_proxies, headers)
     # The header middleware is outermost so that 500s from the error middleware get headers too;
     # the API's JSON errors are innermost, so /api/ never falls through to the plain-text 500.
+    # The guard's middleware comes next: its 429 gets the headers, and it sees a request from
+    # start to end.
     app = web.Application(
         middlewares=[
             _security_headers_middleware(headers),
+            guard.middleware,
             _error_middleware,
             api_error_middleware,
         ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG] = config
+    app[CONNECTION_GUARD] = guard
     app[STORAGE] = storage
     app[SESSION_SECRET] = session_secret or config.server.session_secret or ""
     app[METRICS] = metrics = Metrics()
@@ -199,6 +208,20 @@ async def _error_middleware(request: web.Request, handler):  # type: ignore[no-u
         return web.Response(status=500, text="500 Internal Server Error")
 
 
+async def start_site(
+    runner: web.AppRunner,
+    app: web.Application,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+) -> web.BaseSite:
+    """Listen on host:port with the app's `ConnectionGuard` (header deadline, per-address cap)
+    in front of every connection. `runner` must be set up."""
+    site = GuardedSite(runner, host, port, app[CONNECTION_GUARD], ssl_context=ssl_context)
+    await site.start()
+    return site
+
+
 def listen_url(config: Config, port: int | None = None) -> str:
     scheme = "https" if config.server.tls else "http"
     host = config.server.host
@@ -230,8 +253,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         metrics_runner = None
         try:
             tls = server_context(config)
-            site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=tls)
-            await site.start()
+            await start_site(runner, app, config.server.host, config.server.port, tls)
             metrics_runner = await _start_metrics(app, config)
             # signal handlers before the "listening" line: whoever waits for that line may signal
             stop = asyncio.Event()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-__all__ = ["client_address"]
+__all__ = ["client_address", "is_trusted"]
 
 
 def client_address(request: web.Request, trusted_proxies: Sequence[str]) -> str:
@@ -18,7 +18,7 @@ def client_address(request: web.Request, trusted_proxies: Sequence[str]) -> str:
     can put anything at the left end of that header.
     """
     peer = request.remote or ""
-    if not trusted_proxies or not _is_trusted(peer, trusted_proxies):
+    if not trusted_proxies or not is_trusted(peer, trusted_proxies):
         return peer
     hops = [
         hop.strip()
@@ -26,12 +26,13 @@ def client_address(request: web.Request, trusted_proxies: Sequence[str]) -> str:
         for hop in header.split(",")
     ]
     for hop in reversed(hops):
-        if not _is_trusted(hop, trusted_proxies):
+        if not is_trusted(hop, trusted_proxies):
             return hop
     return hops[0] if hops else peer
 
 
-def _is_trusted(address: str, trusted_proxies: Sequence[str]) -> bool:
+def is_trusted(address: str, trusted_proxies: Sequence[str]) -> bool:
+    """Whether `address` lies in one of the `trusted_proxies` networks."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

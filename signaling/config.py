@@ -296,6 +296,12 @@ class LimitsConfig:
     login_attempts_per_account: int = _setting(5, _int(1, 1000))
     login_attempts_per_address: int = _setting(20, _int(1, 10000))
     login_window_seconds: int = _setting(900, _int(1, 86400))
+    # nginx's client_header_timeout is 60 s; a browser sends its head in one packet, so 10 s is
+    # plenty even on a bad mobile link.
+    header_timeout_seconds: int = _setting(10, _int(1, 300))
+    # A practice behind one NAT address: a few browsers, each with about six connections and a
+    # WebSocket per tab.
+    connections_per_address: int = _setting(50, _int(1, 100000))
 
 
 @dataclass(frozen=True)
