@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from signaling.http_errors import parse_json
+
 __all__ = ["MAX_E2EE_BYTES", "MAX_SDP_BYTES", "BadMessage", "Message", "parse_message"]
 
 PROTOCOL_VERSION = 1
@@ -37,9 +39,9 @@ class Message:
 
 def parse_message(text: str) -> Message:
     try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        raise BadMessage("not valid JSON") from None
+        data = parse_json(text)  # bounded nesting: a payload is passed on with json.dumps
+    except ValueError as exc:
+        raise BadMessage(str(exc)) from None
     if not isinstance(data, dict):
         raise BadMessage("a message is a JSON object")
     if data.get("v") != PROTOCOL_VERSION:

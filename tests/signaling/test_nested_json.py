@@ -14,6 +14,7 @@ import pytest
 from signaling.app import SECURITY_HEADERS
 from signaling.credentials import hash_token, new_token
 from signaling.http_errors import MAX_BODY_BYTES, MAX_JSON_DEPTH, parse_json
+from signaling.ws_messages import BadMessage, parse_message
 from tests.signaling.api_server import ApiServer, call
 from tests.signaling.api_server import api as api  # the fixture, re-exported for pytest
 from tests.signaling.client_links import link_at
@@ -104,3 +105,16 @@ def test_parse_json_accepts_nesting_up_to_the_limit():
 def test_parse_json_refuses_nesting_past_the_limit(text):
     with pytest.raises(ValueError, match="nested"):
         parse_json(text)
+
+
+def test_a_websocket_e2ee_payload_nested_near_the_recursion_limit_is_a_bad_message():
+    # It parsed before, and json.dumps of it on the way to the other browser, from a deeper
+    # stack, raised RecursionError: the other side's writer stopped, or the socket got 1011.
+    text = '{"v": 1, "type": "e2ee", "payload": ' + NEAR_LIMIT + "}"
+    with pytest.raises(BadMessage, match="nested too deeply"):
+        parse_message(text)
+
+
+def test_a_websocket_message_nested_past_the_recursion_limit_is_a_bad_message():
+    with pytest.raises(BadMessage):
+        parse_message('{"v": 1, "type": "e2ee", "payload": ' + DEEP_OBJECTS + "}")
