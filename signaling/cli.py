@@ -155,7 +155,7 @@ async def _serve(config: Config, args: argparse.Namespace) -> None:
     from signaling.app import serve
     from signaling.logs import configure_logging
 
-    configure_logging(config.logging)
+    configure_logging(config.logging, log_ip=config.privacy.log_ip)
     await serve(config)
 
 
