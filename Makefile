@@ -1,12 +1,25 @@
 # make run   — set up .venv, the data directory and database, then serve config/default.yaml
 # make test  — set up .venv with test extras, chromium and coturn, lint, then run the whole test suite
+# make lock  — rewrite requirements/*.txt after a change of dependencies in pyproject.toml
+# make lock-upgrade — move every pin in requirements/*.txt to the newest version that fits
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/default.yaml
 
-.PHONY: run test lint format clean chromium coturn
+# The lock: every package with its version and hashes, for the service alone and with the test
+# extras (the same versions in both). pip-compile writes them; pinned so that `make lock` on
+# another machine writes the same format.
+LOCK_RUN  := requirements/run.txt
+LOCK_TEST := requirements/test.txt
+PIP_TOOLS := pip-tools==7.6.2
+LOCK_VENV := build/lock-venv
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet \
+	--generate-hashes --allow-unsafe --strip-extras --build-deps-for editable \
+	--no-emit-index-url --no-emit-find-links $(PIP_COMPILE_FLAGS)
+
+.PHONY: run test lint format clean chromium coturn lock lock-upgrade
 
 run: $(VENV)/.installed
 	$(BIN)/sprechzimmer bootstrap --config $(CONFIG)
@@ -31,14 +44,33 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Stamp files: reinstall only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# Stamp files: reinstall only when pyproject.toml or the lock changes. The locked packages go in
+# first, in hash-checking mode; then the project itself, which has no single file to hash, without
+# dependencies and built by the locked setuptools. pip check fails if the lock lacks one.
+$(VENV)/.installed: pyproject.toml $(LOCK_RUN) | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK_RUN)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml $(LOCK_TEST) | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK_TEST)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $@ $(VENV)/.installed
+
+# Keeps every pin that still fits pyproject.toml; the test lock first, then the service's lock
+# constrained to it, so both hold the same versions. Needs PyPI; takes a few minutes.
+lock: | $(LOCK_VENV)/bin/pip-compile
+	$(PIP_COMPILE) --extra test --output-file $(LOCK_TEST) pyproject.toml
+	$(PIP_COMPILE) --constraint $(LOCK_TEST) --output-file $(LOCK_RUN) pyproject.toml
+
+lock-upgrade:
+	$(MAKE) lock PIP_COMPILE_FLAGS=--upgrade
+
+$(LOCK_VENV)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet $(PIP_TOOLS)
 
 # Browser tests drive Debian's chromium through playwright (no browser download).
 chromium:
