@@ -16,7 +16,7 @@ from .errors import InvalidOffer, PortsExhausted
 from .forwarder import Endpoint
 from .latency import LatencyHistogram
 from .media_params import KindParams, kind_params
-from .offer_limits import check_candidate, check_offer_values
+from .offer_limits import CandidateBudget, check_candidate, check_offer_values, offered_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +53,12 @@ class Leg:
         self._pc: RTCPeerConnection | None = None
         self._media: list[NegotiatedMedia] = []
         self._pending: set[str] = set()
+        self._candidates = CandidateBudget(set())
 
     async def answer(self, offer_sdp: str) -> str:
         """Accept the browser's offer and return the relay's answer (candidates included)."""
         description = parse_offer(offer_sdp)
+        self._candidates = CandidateBudget(offered_candidates(offer_sdp))
         pc = aiortc_glue.make_peer_connection([])
         self._pc = pc
         kinds = [m.kind for m in description.media if m.kind in ("audio", "video")]
@@ -106,6 +108,7 @@ class Leg:
             raise InvalidOffer("candidate too long")
         line = candidate[len("candidate:") :] if candidate.startswith("candidate:") else candidate
         check_candidate(line)
+        self._candidates.spend(line)  # each is an address the relay will send checks to
         try:
             parsed = aiortc_sdp.candidate_from_sdp(line)
         except (AssertionError, ValueError, IndexError) as exc:

@@ -52,6 +52,14 @@ def _1000_fingerprints(sdp: str) -> str:
     return re.sub(r"^(a=fingerprint:.*\r\n)", lambda m: m[1] + bogus, sdp, count=1, flags=re.M)
 
 
+def _150_candidates(sdp: str) -> str:
+    lines = "".join(
+        f"a=candidate:{n} 1 udp 2122260223 192.0.2.{n % 250 + 1} {20000 + n} typ host\r\n"
+        for n in range(150)
+    )
+    return re.sub(r"^(a=mid:0\r\n)", lambda m: m[1] + lines, sdp, count=1, flags=re.M)
+
+
 # name: (how to spoil a good offer, what the error message must mention)
 ABUSES: dict[str, tuple[Callable[[str], str], str]] = {
     "100000_lines": (lambda sdp: sdp + "a=x\r\n" * 100_000, "larger than"),
@@ -82,6 +90,8 @@ ABUSES: dict[str, tuple[Callable[[str], str], str]] = {
         lambda sdp: re.sub(r"^a=ice-pwd:.*\r\n", "", sdp, flags=re.M),
         "ICE credentials",
     ),
+    # the relay sent 723 connectivity checks to 150 ports of someone else's choosing in 10 s
+    "150_candidates": (_150_candidates, "ICE candidates"),
     # these two reached aiortc, which raised AttributeError: the socket closed with 1011
     "nul_byte_in_mid": (lambda sdp: sdp.replace("a=mid:0\r\n", "a=mid:\x00\r\n", 1), "a=mid"),
     "mid_missing_from_bundle": (

@@ -9,6 +9,7 @@ import pytest
 
 from sfu import InvalidOffer, PortsExhausted, Relay, RelayFull, RoomClosed, RoomFull
 from sfu.aiortc_glue import check_internals
+from sfu.offer_limits import MAX_REMOTE_CANDIDATES, TRICKLE_BURST
 from tests.ports import reserve_ports
 from tests.sfu.conftest import join, relay_config
 from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE
@@ -179,3 +180,29 @@ async def test_a_leg_whose_ice_never_completes_counts_as_an_ice_failure(relay, p
         await asyncio.sleep(0.1)
     assert states[-1] == "failed"
     assert relay.totals.ice_failures == 1 and relay.totals.dtls_failures == 0
+
+
+async def test_trickled_candidates_beyond_the_per_leg_cap_are_refused(relay, peers):
+    room = relay.create_room()
+    offer = await peers(RED_BLUE, tone=440).offer()
+    # without end-of-candidates: aiortc would ignore whatever is trickled after it
+    await room.connect("a", re.sub(r"^a=end-of-candidates\r?\n", "", offer, flags=re.M))
+    offered = room.stats()["a"].remote_candidates
+    taken = 0
+    with pytest.raises(InvalidOffer, match=f"more than {MAX_REMOTE_CANDIDATES} ICE candidates"):
+        for n in range(MAX_REMOTE_CANDIDATES + 1):
+            line = f"candidate:{n} 1 udp 2122260223 192.0.2.{n + 1} {20000 + n} typ host"
+            await room.add_ice_candidate("a", line, "0", None)
+            taken += 1
+    assert offered + taken == MAX_REMOTE_CANDIDATES
+    assert room.stats()["a"].remote_candidates == MAX_REMOTE_CANDIDATES
+    assert room.leg_state("a") == "connecting"  # refused the candidate, not the leg
+
+
+async def test_a_burst_of_trickled_candidates_beyond_the_rate_is_refused(relay, peers):
+    room = relay.create_room()
+    await room.connect("a", await peers(RED_BLUE, tone=440).offer())
+    line = "candidate:1 1 tcp 1518280447 192.0.2.1 9 typ host tcptype active"  # adds no address
+    with pytest.raises(InvalidOffer, match="ICE candidates a second"):
+        for _ in range(TRICKLE_BURST + 1):
+            await room.add_ice_candidate("a", line, "0", None)
