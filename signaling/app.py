@@ -16,7 +16,12 @@ from signaling.config import Config
 from signaling.connection_guard import ConnectionGuard, GuardedSite
 from signaling.credentials import load_or_create_session_secret
 from signaling.drain import DRAIN, Drain
-from signaling.http_errors import API_PREFIX, MAX_BODY_BYTES, api_error_middleware
+from signaling.http_errors import (
+    API_PREFIX,
+    MAX_BODY_BYTES,
+    api_error_middleware,
+    route_template,
+)
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import METRICS, Metrics, serve_metrics
 from signaling.readiness import check_readiness
@@ -202,7 +207,7 @@ async def _error_middleware(request: web.Request, handler):  # type: ignore[no-u
             "unhandled_error",
             logging.ERROR,
             method=request.method,
-            path=request.path,
+            path=route_template(request),
             error=type(exc).__name__,
         )
         return web.Response(status=500, text="500 Internal Server Error")

@@ -24,6 +24,7 @@ __all__ = [
     "error_response",
     "parse_json",
     "read_json",
+    "route_template",
 ]
 
 # Appointment requests are a few hundred bytes; a 2000-character note is at most 8 KB as UTF-8.
@@ -114,7 +115,7 @@ async def api_error_middleware(request: web.Request, handler: Any) -> web.Stream
             "storage_unavailable",
             logging.ERROR,
             method=request.method,
-            path=request.path,
+            path=route_template(request),
             error=exc.sqlite_errorname,  # a result code name, never the statement or its values
         )
         return error_response(
@@ -124,6 +125,13 @@ async def api_error_middleware(request: web.Request, handler: Any) -> web.Stream
         return _internal_error(request, exc)
 
 
+def route_template(request: web.Request) -> str:
+    """The matched route's template ("/j/{token}") for logs: the path itself carries invite
+    tokens and usernames. "-" when no route matched."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "-"
+
+
 def _internal_error(request: web.Request, exc: Exception) -> web.Response:
     # Only the type is logged: exception messages can carry request data.
     log_event(
@@ -131,7 +139,7 @@ def _internal_error(request: web.Request, exc: Exception) -> web.Response:
         "unhandled_error",
         logging.ERROR,
         method=request.method,
-        path=request.path,
+        path=route_template(request),
         error=type(exc).__name__,
     )
     return error_response(500, "internal_error", "Internal server error")
