@@ -1,6 +1,7 @@
-"""The media side's life inside the application: the relay and the live consultations are built
-at start-up from the configuration, expired appointments are ended as time passes, and at
-shutdown every participant is told before the relay closes."""
+"""The live side's life inside the application: the relay, the live consultations and the
+therapists' open sockets are built at start-up from the configuration, expired appointments are
+ended as time passes, sessions ended by another process close their sockets, and at shutdown
+every participant is told before the relay closes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from aiohttp import web
 from sfu import Relay, RelayConfig
 from signaling.config import Config
 from signaling.consultations import SHUTDOWN, ConsultationRegistry
+from signaling.login_sessions import SESSION_RECHECK_SECONDS, SignedInSockets
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import METRICS
 from signaling.storage import Storage
@@ -21,14 +23,17 @@ from signaling.storage import Storage
 __all__ = [
     "CONSULTATIONS",
     "RELAY",
+    "SIGNED_IN_SOCKETS",
     "close_live_media",
     "end_live_session",
     "live_media",
     "relay_config",
+    "sign_out_live",
 ]
 
 RELAY = web.AppKey("relay", Relay)
 CONSULTATIONS = web.AppKey("consultations", ConsultationRegistry)
+SIGNED_IN_SOCKETS = web.AppKey("signed_in_sockets", SignedInSockets)
 
 EXPIRY_CHECK_SECONDS = 15  # an appointment's room closes at most this long after valid_until
 
@@ -57,11 +62,16 @@ def live_media(
         registry = ConsultationRegistry(relay, storage, metrics=app.get(METRICS))
         app[RELAY] = relay
         app[CONSULTATIONS] = registry
-        expiry = asyncio.create_task(_expire_periodically(registry))
+        app[SIGNED_IN_SOCKETS] = sockets = SignedInSockets()
+        tasks = [
+            asyncio.create_task(_expire_periodically(registry)),
+            asyncio.create_task(_recheck_sessions_periodically(sockets, storage)),
+        ]
         yield
-        expiry.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await expiry
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await close_live_media(app)
 
     return context
@@ -87,6 +97,22 @@ async def _expire_periodically(registry: ConsultationRegistry) -> None:
             await registry.expire()
         except Exception as exc:
             log_event(logger, "expiry_failed", logging.ERROR, error=type(exc).__name__)
+
+
+async def _recheck_sessions_periodically(sockets: SignedInSockets, storage: Storage) -> None:
+    while True:
+        await asyncio.sleep(SESSION_RECHECK_SECONDS)
+        try:
+            await sockets.recheck(storage)
+        except Exception as exc:
+            log_event(logger, "session_recheck_failed", logging.ERROR, error=type(exc).__name__)
+
+
+def sign_out_live(app: web.Application, therapist_id: int) -> None:
+    """Close every open socket of the therapist now (a call's seat, dashboards, pages)."""
+    sockets = app.get(SIGNED_IN_SOCKETS)
+    if sockets is not None:
+        sockets.sign_out_therapist(therapist_id)
 
 
 async def end_live_session(app: web.Application, appointment_id: int, reason: str) -> None:

@@ -32,13 +32,13 @@ from signaling.login_sessions import (
     SignedIn,
     clear_cookie,
     current_session,
-    end_session,
+    end_all_sessions,
     set_cookie,
     start_session,
 )
 from signaling.login_throttle import Attempt, LoginThrottle, OneCheckAtATime
 from signaling.logs import LOGGER_NAME, log_event, render_ip
-from signaling.relay_setup import end_live_session
+from signaling.relay_setup import end_live_session, sign_out_live
 from signaling.storage import Appointment, AppointmentState, Storage
 
 __all__ = ["PREFIX", "TherapistApi"]
@@ -130,7 +130,10 @@ class TherapistApi:
         return response
 
     async def logout(self, request: web.Request, signed_in: SignedIn) -> web.Response:
-        await end_session(self._storage, signed_in.session)
+        # Every session and every open socket of the therapist: a socket must not outlive the
+        # sign-in that opened it (it would still join calls and receive clients' names).
+        await end_all_sessions(self._storage, signed_in.therapist.id)
+        sign_out_live(request.app, signed_in.therapist.id)
         log_event(logger, "logout", therapist_id=signed_in.therapist.id)
         response = web.Response(status=204)
         clear_cookie(response, self._config)

@@ -33,6 +33,7 @@ from signaling.drain import Drain
 from signaling.login_sessions import SignedIn, current_session
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import Metrics
+from signaling.relay_setup import SIGNED_IN_SOCKETS
 from signaling.storage import Appointment, Storage
 from signaling.turn_credentials import ice_servers_for_participant
 from signaling.ws_messages import BadMessage, Message, parse_message
@@ -206,6 +207,9 @@ class SignalingEndpoint:
         state.join_deadline = asyncio.get_running_loop().call_later(
             JOIN_TIMEOUT_SECONDS, self._join_timed_out, connection
         )
+        sockets = request.app.get(SIGNED_IN_SOCKETS)
+        if state.signed_in is not None and sockets is not None:
+            sockets.add(state.signed_in.session, connection, lambda: self._signed_out(connection))
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -217,9 +221,15 @@ class SignalingEndpoint:
                     break
         finally:
             state.engaged()
+            if state.signed_in is not None and sockets is not None:
+                sockets.discard(state.signed_in.session, connection)
             await self._forget(state, connection)
             await self._gone(connection)
         return ws
+
+    def _signed_out(self, connection: Connection) -> None:
+        """The socket's login session ended (logout, disable, new password): close it now."""
+        self._refuse(connection, Refusal("unauthorized", "you were signed out", CLOSE_UNAUTHORIZED))
 
     def _join_timed_out(self, connection: Connection) -> None:
         log_event(logger, "join_timeout")
@@ -245,6 +255,14 @@ class SignalingEndpoint:
                 connection, Refusal("rate_limited", "too many messages", CLOSE_RATE_LIMITED)
             )
             return False
+        if state.signed_in is not None and state.seat != CLIENT:
+            # Each message re-checks the sign-in: the CLI may have ended it in the database.
+            live = await self._storage.live_login_sessions(
+                {state.signed_in.session.id}, self._clock()
+            )
+            if not live:
+                self._signed_out(connection)
+                return False
         try:
             message = parse_message(text)
             await self._handlers[message.type](state, message, connection)

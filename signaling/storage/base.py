@@ -175,11 +175,13 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def set_therapist_disabled(self, username: str, disabled: bool) -> None:
-        """Raise `NotFound` for an unknown username."""
+        """Raise `NotFound` for an unknown username. Disabling also deletes every login session
+        of the account, in the same transaction, so enabling it again revives none of them."""
 
     @abc.abstractmethod
     async def set_therapist_password(self, username: str, password_hash: str) -> None:
-        """Raise `NotFound` for an unknown username."""
+        """Raise `NotFound` for an unknown username. Also deletes every login session of the
+        account, in the same transaction: whoever knew the old password is signed out."""
 
     # API keys
 
@@ -274,6 +276,15 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def delete_login_session(self, session_id: int) -> None: ...
+
+    @abc.abstractmethod
+    async def delete_login_sessions_of(self, therapist_id: int) -> int:
+        """Delete every login session of the therapist; return how many there were."""
+
+    @abc.abstractmethod
+    async def live_login_sessions(self, session_ids: set[int], now: dt.datetime) -> set[int]:
+        """Those of `session_ids` that still exist, have not expired by `now`, and belong to an
+        account that is not disabled."""
 
     # statistics and purge
 

@@ -225,18 +225,28 @@ class SqliteStorage(Storage):
         )
 
     async def set_therapist_disabled(self, username: str, disabled: bool) -> None:
-        await self._update_therapist(username, "disabled", int(disabled))
+        await self._update_therapist(username, "disabled", int(disabled), end_sessions=disabled)
 
     async def set_therapist_password(self, username: str, password_hash: str) -> None:
-        await self._update_therapist(username, "password_hash", password_hash)
+        await self._update_therapist(username, "password_hash", password_hash, end_sessions=True)
 
-    async def _update_therapist(self, username: str, column: str, value: Any) -> None:
+    async def _update_therapist(
+        self, username: str, column: str, value: Any, end_sessions: bool
+    ) -> None:
         def update() -> None:
-            cursor = self._write(
-                f"UPDATE therapists SET {column} = ? WHERE username = ?", (value, username)
-            )
-            if cursor.rowcount == 0:
-                raise NotFound(f"no therapist named {username!r}")
+            # One transaction: no moment in which the change is made but old sessions still work.
+            with self._transaction():
+                cursor = self._db.execute(
+                    f"UPDATE therapists SET {column} = ? WHERE username = ?", (value, username)
+                )
+                if cursor.rowcount == 0:
+                    raise NotFound(f"no therapist named {username!r}")
+                if end_sessions:
+                    self._db.execute(
+                        "DELETE FROM login_sessions WHERE therapist_id ="
+                        " (SELECT id FROM therapists WHERE username = ?)",
+                        (username,),
+                    )
 
         await self._run(update)
 
@@ -461,6 +471,31 @@ class SqliteStorage(Storage):
 
     async def delete_login_session(self, session_id: int) -> None:
         await self._run(self._write, "DELETE FROM login_sessions WHERE id = ?", (session_id,))
+
+    async def delete_login_sessions_of(self, therapist_id: int) -> int:
+        def delete() -> int:
+            return self._write(
+                "DELETE FROM login_sessions WHERE therapist_id = ?", (therapist_id,)
+            ).rowcount
+
+        return await self._run(delete)
+
+    async def live_login_sessions(self, session_ids: set[int], now: dt.datetime) -> set[int]:
+        if not session_ids:
+            return set()
+        ids = sorted(session_ids)
+
+        def live() -> set[int]:
+            # ids are ints we hold, one placeholder each; a practice has a handful open at once
+            marks = ", ".join("?" for _ in ids)
+            rows = self._db.execute(
+                "SELECT s.id FROM login_sessions s JOIN therapists t ON t.id = s.therapist_id"
+                f" WHERE s.id IN ({marks}) AND s.expires_at > ? AND t.disabled = 0",
+                (*ids, format_time(now)),
+            ).fetchall()
+            return {row[0] for row in rows}
+
+        return await self._run(live)
 
     # statistics and purge
 
