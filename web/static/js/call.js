@@ -1,18 +1,20 @@
 // One side of a call: the signaling WebSocket and the peer connection to the relay
 // (docs/protocol.md). It knows nothing of the page; the page listens to its events:
-//   joined {seat, peer}, peer {state, name?}, track MediaStream, connection <pc state>,
-//   media {state}, reconnecting, ended {reason}, left, fatal {code}, error {code, message},
-//   e2ee {state, code, safetyCode}, chat {from: "me" | "peer", text}
+//   phase {from, to}, joined {seat, peer}, peer {state, name?}, track MediaStream,
+//   connection <pc state>, media {state}, reconnecting, ended {reason}, left, fatal {code},
+//   error {code, message}, e2ee {state, code, safetyCode}, chat {from: "me" | "peer", text}
 //
 // End-to-end encryption (media.e2ee, announced in `joined`): a fresh key agreement per join
 // (e2ee-keys.js) whose keys go to the frame transforms (e2ee-media.js) and the chat.
 import { KeyAgreement, openChat, sealChat } from "./e2ee-keys.js";
 import { MediaEncryption, e2eeSupported } from "./e2ee-media.js";
-import { openSocket, send } from "./socket.js";
+import { CHAT_CHANNEL_ID, CHAT_CHANNEL_LABEL, CHAT_MAX_CHARS, CLOSE_ENDED, ERROR, SHUTDOWN } from "./protocol.js";
+import { ReconnectingSocket } from "./socket.js";
 
-// The server closes with these after a refusal or the end; reconnecting would not help.
-const FINAL_CLOSE_CODES = new Set([4001, 4003, 4004, 4009, 4029]);
-const FATAL_ERRORS = new Set(["unauthorized", "full", "used", "expired", "cancelled", "replaced", "rate_limited"]);
+// Errors after which the server will not seat us however often we try.
+const FATAL_ERRORS = new Set([
+  ERROR.UNAUTHORIZED, ERROR.USED, ERROR.EXPIRED, ERROR.CANCELLED, ERROR.REPLACED, ERROR.RATE_LIMITED,
+]);
 // ICE "disconnected" often heals by itself within a few seconds (a Wi-Fi hiccup); after this
 // long we build a fresh peer connection instead.
 const DISCONNECTED_GRACE_MS = 4000;
@@ -23,49 +25,84 @@ const CONNECT_TIMEOUT_MS = 20000;
 // is stuck although ICE looks fine: build a fresh peer connection, as after a drop.
 const STALL_TIMEOUT_MS = 6000;
 const STALL_CHECK_MS = 2000;
-// The relay bridges this pre-negotiated channel between the legs (sfu/chat_bridge.py).
-const CHAT_CHANNEL = { label: "chat", id: 0 };
-export const CHAT_MAX_CHARS = 2000;
+const FIRST_RESTART_DELAY_MS = 1000;
+const MAX_RESTART_DELAY_MS = 10000;
+
+/**
+ * The session's phases and the moves allowed from each. Anything else is a bug or a late event
+ * from an old connection: it is logged and ignored, so the page never shows two phases at once.
+ *   idle → joining (socket open, join sent) → connecting (seated, offer out) → connected
+ *   reconnecting: the socket dropped or the peer connection is being replaced
+ *   ended | left | failed: final
+ */
+export const PHASES = Object.freeze({
+  idle: ["joining", "ended", "left", "failed"],
+  joining: ["connecting", "reconnecting", "ended", "left", "failed"],
+  connecting: ["connected", "reconnecting", "ended", "left", "failed"],
+  connected: ["reconnecting", "ended", "left", "failed"],
+  reconnecting: ["joining", "connecting", "ended", "left", "failed"],
+  ended: [],
+  left: [],
+  failed: [],
+});
 
 export class CallSession extends EventTarget {
-  /** `join` is {appointment: id} (therapist) or {invite: token} (client). */
-  /** `role` "therapist" | "client"; `linkSecret` the invite link's secret (Uint8Array) or null. */
+  /**
+   * `join` is {appointment: id} (therapist) or {invite: token} (client); `role` "therapist" |
+   * "client"; `linkSecret` the invite link's secret (Uint8Array) or null.
+   */
   constructor(join, stream, { role, linkSecret = null } = {}) {
     super();
     this.join = join;
     this.stream = stream;
     this.role = role || (join.appointment !== undefined ? "therapist" : "client");
     this.linkSecret = linkSecret;
+    this.phase = "idle"; // a key of PHASES; change it only through moveTo()
+    this.ignoredMoves = 0; // moves PHASES refused, for support and tests
+    // signaling
+    this.socket = new ReconnectingSocket();
+    this.seat = null;
+    this.iceServers = [];
+    this.lastError = null;
+    this.peerState = "absent"; // absent | present | connected | gone (docs/protocol.md `peer`)
+    // the peer connection; `generation` silences the events of replaced ones
+    this.pc = null;
+    this.generation = 0;
+    this.hasLeg = false; // the relay has a leg for our seat: later offers are `reconnect`
+    this.answered = false;
+    this.pendingCandidates = []; // trickled before the answer came
+    this.restartPending = false;
+    this.restartDelay = FIRST_RESTART_DELAY_MS;
+    this.restarts = 0; // fresh peer connections after the first, for support and tests
+    this.connectTimer = 0;
+    this.disconnectTimer = 0;
+    this.lastInbound = { packets: -1, since: Date.now() };
+    this.timers = new Set();
+    this.stallWatch = setInterval(() => this.checkStall(), STALL_CHECK_MS);
+    // end-to-end encryption and the chat
     this.e2eeMode = null; // "required" | "preferred", from `joined`
     this.encryption = null; // MediaEncryption, while frames are encrypted
     this.agreement = null; // KeyAgreement of the current join
     this.chatKeys = null;
     this.chat = null;
     this.e2eeState = { state: "waiting", code: null, safetyCode: null };
-    this.socket = null;
-    this.pc = null;
-    this.iceServers = [];
-    this.generation = 0;
-    this.status = "idle"; // idle | joining | joined | ended | left | failed
-    this.seat = null;
-    this.lastError = null;
-    this.socketDelay = 1000;
-    this.restartDelay = 1000;
-    this.timers = new Set();
-    this.peerState = "absent";
-    this.restarts = 0; // fresh peer connections after the first, for support and tests
-    this.stallWatch = setInterval(() => this.checkStall(), STALL_CHECK_MS);
+
+    this.socket.addEventListener("open", () => {
+      if (this.moveTo("joining")) this.send({ type: "join", ...this.join });
+    });
+    this.socket.addEventListener("message", (event) => this.onMessage(event.detail));
+    this.socket.addEventListener("dropped", () => this.onSocketDropped());
+    this.socket.addEventListener("closed", (event) => this.onSocketClosed(event.detail.code));
   }
 
   start() {
-    this.status = "joining";
-    this.connectSocket();
+    this.socket.open();
   }
 
   /** Leave for now; the seat stays ours and the same person may come back. */
   leave() {
     if (this.done) return;
-    send(this.socket, { type: "leave" });
+    this.send({ type: "leave" });
     this.stop("left");
     this.emit("left");
   }
@@ -73,7 +110,7 @@ export class CallSession extends EventTarget {
   /** End the session for both (therapist only). The server answers `ended`. */
   end() {
     if (this.done) return;
-    send(this.socket, { type: "end" });
+    this.send({ type: "end" });
     this.later(() => this.finish("therapist_ended"), 3000);
   }
 
@@ -95,34 +132,34 @@ export class CallSession extends EventTarget {
   }
 
   get done() {
-    return this.status === "ended" || this.status === "left" || this.status === "failed";
+    return PHASES[this.phase].length === 0;
   }
 
-  // --- the WebSocket
-
-  connectSocket() {
-    const socket = openSocket();
-    this.socket = socket;
-    socket.addEventListener("open", () => {
-      this.socketDelay = 1000;
-      send(socket, { type: "join", ...this.join });
-    });
-    socket.addEventListener("message", (event) => {
-      if (socket === this.socket) this.onMessage(event.data);
-    });
-    socket.addEventListener("close", (event) => this.onSocketClose(socket, event));
-  }
-
-  onMessage(text) {
-    let message;
-    try {
-      message = JSON.parse(text);
-    } catch {
-      return;
+  /** Move to `phase` if PHASES allows it from here; false (and nothing changes) if not. */
+  moveTo(phase) {
+    if (phase === this.phase) return true;
+    if (!PHASES[this.phase].includes(phase)) {
+      this.ignoredMoves++;
+      console.warn(`call: ignored a move from ${this.phase} to ${phase}`);
+      return false;
     }
+    const from = this.phase;
+    this.phase = phase;
+    this.emit("phase", { from, to: phase });
+    if (phase === "reconnecting") this.emit("reconnecting");
+    return true;
+  }
+
+  send(message) {
+    return this.socket.send(message);
+  }
+
+  // --- the WebSocket (socket.js opens it again after a drop; the "open" listener joins)
+
+  onMessage(message) {
     switch (message.type) {
       case "joined":
-        this.status = "joined";
+        if (!this.moveTo("connecting")) return;
         this.seat = message.seat;
         this.iceServers = Array.isArray(message.ice_servers) ? message.ice_servers : [];
         if (!this.setUpEncryption(message.e2ee === "preferred" ? "preferred" : "required")) return;
@@ -147,11 +184,10 @@ export class CallSession extends EventTarget {
         if (message.state === "failed") this.restartPeer();
         break;
       case "ended":
-        if (message.reason === "shutdown") {
+        if (message.reason === SHUTDOWN) {
           // The server restarts; the appointment stays open. The socket closes with 1001 and
-          // onSocketClose joins again once the server is back.
-          this.closePeer();
-          this.emit("reconnecting");
+          // socket.js opens it again; we join once the server is back.
+          this.dropPeer();
         } else {
           this.finish(message.reason);
         }
@@ -163,7 +199,7 @@ export class CallSession extends EventTarget {
         } else {
           this.emit("error", message);
           // No room or port left on the relay: offer again later on the same connection.
-          if (message.code === "relay_unavailable") this.restartPeer();
+          if (message.code === ERROR.RELAY_UNAVAILABLE) this.restartPeer();
         }
         break;
       case "e2ee":
@@ -174,19 +210,17 @@ export class CallSession extends EventTarget {
     }
   }
 
-  onSocketClose(socket, event) {
-    if (socket !== this.socket || this.done) return;
-    if (event.code === 4004) {
-      this.finish("therapist_ended");
-    } else if (FINAL_CLOSE_CODES.has(event.code)) {
-      this.fail(this.lastError || `close_${event.code}`);
-    } else {
-      // The network dropped or the server restarted: join again with a fresh peer connection.
-      this.closePeer();
-      this.emit("reconnecting");
-      this.later(() => this.connectSocket(), this.socketDelay);
-      this.socketDelay = Math.min(this.socketDelay * 2, 10000);
-    }
+  /** The network dropped or the server restarted: socket.js tries again, we join again. */
+  onSocketDropped() {
+    if (this.done) return;
+    this.dropPeer();
+  }
+
+  /** A final close: the session ended, or the server refused us for good. */
+  onSocketClosed(code) {
+    if (this.done) return;
+    if (code === CLOSE_ENDED) this.finish("therapist_ended");
+    else this.fail(this.lastError || `close_${code}`);
   }
 
   // --- the peer connection
@@ -220,14 +254,14 @@ export class CallSession extends EventTarget {
       }
       if (this.encryption) this.encryption.attach(transceiver, mediaKind);
     }
-    this.openChat(pc.createDataChannel(CHAT_CHANNEL.label, { negotiated: true, id: CHAT_CHANNEL.id }), current);
+    this.openChat(pc.createDataChannel(CHAT_CHANNEL_LABEL, { negotiated: true, id: CHAT_CHANNEL_ID }), current);
     pc.addEventListener("icecandidate", (event) => {
       if (!current()) return;
       const candidate = event.candidate;
       const message = candidate && candidate.candidate
         ? { type: "candidate", candidate: candidate.candidate, sdpMid: candidate.sdpMid, sdpMLineIndex: candidate.sdpMLineIndex }
         : { type: "candidate", candidate: null, sdpMid: null, sdpMLineIndex: null };
-      if (this.answered) send(this.socket, message);
+      if (this.answered) this.send(message);
       else this.pendingCandidates.push(message);
     });
     pc.addEventListener("track", (event) => {
@@ -246,7 +280,7 @@ export class CallSession extends EventTarget {
       return;
     }
     if (!current()) return;
-    send(this.socket, { type: kind, sdp: pc.localDescription.sdp });
+    this.send({ type: kind, sdp: pc.localDescription.sdp });
     this.connectTimer = this.later(() => {
       if (current() && connectionState(pc) !== "connected") this.restartPeer();
     }, CONNECT_TIMEOUT_MS);
@@ -263,7 +297,7 @@ export class CallSession extends EventTarget {
     }
     this.answered = true;
     this.hasLeg = true;
-    for (const message of this.pendingCandidates) send(this.socket, message);
+    for (const message of this.pendingCandidates) this.send(message);
     this.pendingCandidates = [];
   }
 
@@ -272,7 +306,7 @@ export class CallSession extends EventTarget {
     this.emit("connection", state);
     clearTimeout(this.disconnectTimer);
     if (state === "connected") {
-      this.restartDelay = 1000;
+      if (this.moveTo("connected")) this.restartDelay = FIRST_RESTART_DELAY_MS;
     } else if (state === "failed") {
       this.restartPeer();
     } else if (state === "disconnected") {
@@ -285,15 +319,25 @@ export class CallSession extends EventTarget {
   /** A fresh peer connection for the same seat (`reconnect`), after a short back-off. */
   restartPeer() {
     if (this.done || this.restartPending) return;
-    if (!this.socket || this.socket.readyState !== WebSocket.OPEN || this.status !== "joined") return;
+    if (!this.socket.isOpen || (this.phase !== "connecting" && this.phase !== "connected")) return;
     this.restartPending = true;
-    this.generation++; // silence the old connection's events
-    this.emit("reconnecting");
+    const generation = ++this.generation; // silence the old connection's events
+    this.moveTo("reconnecting");
     this.later(() => {
+      // A dropped socket in the meantime means a new join, which makes its own offer.
+      if (generation !== this.generation || this.done) return;
       this.restartPending = false;
-      if (!this.done) this.startPeer(this.hasLeg ? "reconnect" : "offer");
+      if (this.moveTo("connecting")) this.startPeer(this.hasLeg ? "reconnect" : "offer");
     }, this.restartDelay);
-    this.restartDelay = Math.min(this.restartDelay * 2, 10000);
+    this.restartDelay = Math.min(this.restartDelay * 2, MAX_RESTART_DELAY_MS);
+  }
+
+  /** Give up the peer connection until we are seated again (socket dropped, server restart). */
+  dropPeer() {
+    this.generation++; // silence the old connection's events and pending restarts
+    this.restartPending = false;
+    this.closePeer();
+    this.moveTo("reconnecting");
   }
 
   async checkStall() {
@@ -325,7 +369,7 @@ export class CallSession extends EventTarget {
         this.fail("e2ee_unsupported");
         return false;
       }
-      send(this.socket, { type: "e2ee", payload: { kind: "unsupported", version: 1 } });
+      this.send({ type: "e2ee", payload: { kind: "unsupported", version: 1 } });
       this.setE2eeState({ state: "unencrypted", code: "this_browser", safetyCode: null });
       return true;
     }
@@ -333,7 +377,7 @@ export class CallSession extends EventTarget {
     const agreement = new KeyAgreement({
       role: this.role,
       secret: this.linkSecret,
-      send: (payload) => send(this.socket, { type: "e2ee", payload }),
+      send: (payload) => this.send({ type: "e2ee", payload }),
     });
     this.agreement = agreement;
     agreement.addEventListener("keys", (event) => {
@@ -363,7 +407,7 @@ export class CallSession extends EventTarget {
       this.agreement.receive(payload);
     } else if (this.e2eeMode === "preferred" && !e2eeSupported && payload.kind === "hello") {
       // Our first `unsupported` may have gone out while the other seat was empty.
-      send(this.socket, { type: "e2ee", payload: { kind: "unsupported", version: 1 } });
+      this.send({ type: "e2ee", payload: { kind: "unsupported", version: 1 } });
     }
   }
 
@@ -428,8 +472,8 @@ export class CallSession extends EventTarget {
     this.emit("fatal", { code });
   }
 
-  stop(status) {
-    this.status = status;
+  stop(phase) {
+    this.moveTo(phase);
     clearInterval(this.stallWatch);
     this.generation++;
     for (const timer of this.timers) clearTimeout(timer);
@@ -439,7 +483,7 @@ export class CallSession extends EventTarget {
     this.agreement = null;
     if (this.encryption) this.encryption.close();
     this.encryption = null;
-    if (this.socket && this.socket.readyState <= WebSocket.OPEN) this.socket.close(1000);
+    this.socket.close(1000);
   }
 
   later(callback, delay) {

@@ -3,6 +3,7 @@
 // "reconnecting" banner. Status changes are announced through an aria-live region.
 import { t, locale } from "./i18n.js";
 import { fillDeviceSelects, getTrack, setSpeaker, speakerSelectable } from "./media.js";
+import { CHAT_MAX_CHARS, ERROR } from "./protocol.js";
 
 const $ = (id) => document.getElementById(id);
 const STATS_INTERVAL_MS = 2000;
@@ -28,14 +29,14 @@ export function showCall({ session, stream, role, onFinished, speakerId }) {
   const selects = { camera: $("call-camera"), microphone: $("call-microphone"), speaker: $("call-speaker") };
 
   let peer = { state: "absent", name: null };
-  let connected = false; // our own peer connection
-  let reconnecting = false;
+  let recovering = false; // between "reconnecting" and "connected": say so when it is back
   let finished = false;
 
   document.body.classList.add("in-call");
   $("call").hidden = false;
   $("btn-end").hidden = role !== "therapist";
   self.srcObject = stream;
+  $("chat-input").maxLength = CHAT_MAX_CHARS;
   if (speakerId) setSpeaker(remote, speakerId).catch(() => {});
   updatePlaceholder();
   micButton.focus();
@@ -57,27 +58,23 @@ export function showCall({ session, stream, role, onFinished, speakerId }) {
     updatePlaceholder();
     if (before !== peer.state) announce(peerAnnouncement());
   });
-  session.addEventListener("connection", (event) => {
-    const now = event.detail === "connected";
-    if (now && reconnecting) announce(t("call.reconnected"));
-    if (now) {
-      reconnecting = false;
+  session.addEventListener("phase", (event) => {
+    const { to } = event.detail;
+    if (to === "reconnecting") {
+      if (!recovering) announce(t("call.reconnecting"));
+      recovering = true;
+      banner.textContent = t("call.reconnecting");
+    } else if (to === "connected") {
+      if (recovering) announce(t("call.reconnected"));
+      recovering = false;
       banner.textContent = session.e2eeState.state === "warning" ? t("e2ee.warning") : "";
     }
-    connected = now;
-    updatePlaceholder();
-  });
-  session.addEventListener("reconnecting", () => {
-    connected = false;
-    if (!reconnecting) announce(t("call.reconnecting"));
-    reconnecting = true;
-    banner.textContent = t("call.reconnecting");
     updatePlaceholder();
   });
   session.addEventListener("e2ee", (event) => showEncryption(event.detail));
   session.addEventListener("chat", (event) => showChat(event.detail));
   session.addEventListener("error", (event) => {
-    if (event.detail.code === "relay_unavailable") banner.textContent = t("call.relayUnavailable");
+    if (event.detail.code === ERROR.RELAY_UNAVAILABLE) banner.textContent = t("call.relayUnavailable");
   });
   for (const kind of ["ended", "left", "fatal"]) {
     session.addEventListener(kind, (event) => finish(kind, event.detail));
@@ -202,31 +199,45 @@ export function showCall({ session, stream, role, onFinished, speakerId }) {
 
   // --- what the remote area says
 
+  /**
+   * The one thing the call screen shows, from the session's phase and the peer's presence:
+   * waiting | connecting | in-call | reconnecting | peer-gone | ended.
+   */
+  function screenState() {
+    if (session.done) return "ended";
+    if (session.phase === "reconnecting") return "reconnecting";
+    if (peer.state === "gone") return "peer-gone";
+    if (peer.state === "absent") return "waiting";
+    if (session.phase === "connected" && peer.state === "connected") return "in-call";
+    return "connecting";
+  }
+
   function updatePlaceholder() {
-    const showVideo = connected && peer.state === "connected";
+    const screen = screenState();
+    $("call").dataset.screen = screen;
     // The video element stays rendered (it carries the sound); the placeholder covers it.
-    placeholder.hidden = showVideo;
-    if (showVideo) return;
-    const [main, detail] = placeholderText();
+    placeholder.hidden = screen === "in-call";
+    if (screen === "in-call") return;
+    const [main, detail] = placeholderText(screen);
     status.textContent = main;
     sub.textContent = detail;
   }
 
-  function placeholderText() {
-    if (reconnecting) return [t("call.reconnecting"), ""];
+  function placeholderText(screen) {
+    if (screen === "reconnecting") return [t("call.reconnecting"), ""];
     if (role === "client") {
-      if (peer.state === "gone") return [t("client.peerGone"), t("client.keepOpen")];
-      if (peer.state === "absent") return [t("client.waiting"), t(connected ? "client.connectionOk" : "client.keepOpen")];
+      if (screen === "peer-gone") return [t("client.peerGone"), t("client.keepOpen")];
+      if (screen === "waiting") return [t("client.waiting"), t(session.phase === "connected" ? "client.connectionOk" : "client.keepOpen")];
       return [t("client.peerHere"), ""];
     }
     const name = peer.name || t("therapist.clientGeneric");
-    if (peer.state === "absent") return [t("therapist.clientAbsent"), t("therapist.clientAbsentHint")];
-    if (peer.state === "gone") return [t("therapist.clientGone", { name }), ""];
+    if (screen === "waiting") return [t("therapist.clientAbsent"), t("therapist.clientAbsentHint")];
+    if (screen === "peer-gone") return [t("therapist.clientGone", { name }), ""];
     return [t("therapist.clientPresent", { name }), ""];
   }
 
   function peerAnnouncement() {
-    const [main] = placeholderText();
+    const [main] = placeholderText(screenState());
     if (peer.state === "connected") {
       return role === "client" ? t("client.peerConnected") : t("therapist.clientConnected", { name: peer.name || t("therapist.clientGeneric") });
     }
@@ -248,6 +259,7 @@ export function showCall({ session, stream, role, onFinished, speakerId }) {
     $("chat-log").replaceChildren();
     for (const track of stream.getTracks()) track.stop();
     document.body.classList.remove("in-call");
+    $("call").dataset.screen = "ended";
     $("call").hidden = true;
     onFinished(kind, detail || {});
   }

@@ -3,7 +3,7 @@
 import { request, requireSignedIn, redirectIfSignedOut, ApiError } from "./api.js";
 import { SECRET_PARAMETER, forgetLinkSecret, newLinkSecret, storeLinkSecret } from "./e2ee-keys.js";
 import { ready, t, translate, formatTime, formatDay } from "./i18n.js";
-import { openSocket } from "./socket.js";
+import { ReconnectingSocket } from "./socket.js";
 
 const $ = (id) => document.getElementById(id);
 const listToday = $("list-today");
@@ -150,28 +150,13 @@ function stateText(state, name) {
 // --- live status over the WebSocket (docs/protocol.md: watch → status)
 
 function watchStatus() {
-  let delay = 1000;
-  const connect = () => {
-    const socket = openSocket();
-    socket.addEventListener("open", () => {
-      delay = 1000;
-      socket.send(JSON.stringify({ v: 1, type: "watch" }));
-    });
-    socket.addEventListener("message", (event) => {
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        return;
-      }
-      if (message.type === "status") onStatus(message);
-    });
-    socket.addEventListener("close", () => {
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 30_000);
-    });
-  };
-  connect();
+  // A dashboard may stay open all day: wait up to 30 s between tries while the server is away.
+  const socket = new ReconnectingSocket({ maxDelayMs: 30_000 });
+  socket.addEventListener("open", () => socket.send({ type: "watch" }));
+  socket.addEventListener("message", (event) => {
+    if (event.detail.type === "status") onStatus(event.detail);
+  });
+  socket.open();
 }
 
 function onStatus(message) {
