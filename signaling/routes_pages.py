@@ -12,6 +12,8 @@ inline script or style, no CDN, no external fonts.
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -22,7 +24,7 @@ from signaling.login_sessions import current_session
 from signaling.package_files import package_dir
 from signaling.storage import Storage
 
-__all__ = ["LANGUAGES", "WEB_ROOT", "Pages", "choose_language"]
+__all__ = ["LANGUAGES", "WEB_ROOT", "PageError", "Pages", "assemble_page", "choose_language"]
 
 # web/ of the repository, installed as the package `signaling.web` (signaling/package_files.py).
 WEB_ROOT = package_dir("signaling.web").resolve()
@@ -160,18 +162,77 @@ def _from_accept_language(header: str) -> str:
 
 
 def _load_pages(directory: Path) -> dict[str, str]:
-    """Every page by name. `<!-- include: NAME -->` pulls in the partial `_NAME.html` (the call
-    screen, shared by the therapist's and the client's page)."""
+    """Every page by name, assembled from its partials (see `assemble_page`)."""
     partials = {p.stem[1:]: p.read_text(encoding="utf-8") for p in directory.glob("_*.html")}
-    pages = {}
-    for path in directory.glob("*.html"):
-        if path.name.startswith("_"):
-            continue
-        text = path.read_text(encoding="utf-8")
-        for name, partial in partials.items():
-            text = text.replace(f"<!-- include: {name} -->", partial)
-        pages[path.stem] = text
-    return pages
+    return {
+        path.stem: assemble_page(path.name, path.read_text(encoding="utf-8"), partials)
+        for path in directory.glob("*.html")
+        if not path.name.startswith("_")
+    }
+
+
+class PageError(RuntimeError):
+    """A page's include markers do not fit its partials; raised at startup, naming the page."""
+
+
+# `<!-- include: NAME key="value" … -->` pulls in the partial `_NAME.html`, optionally followed
+# by `<!-- fill: SLOT -->…<!-- /fill -->` blocks. In the partial, `{{key}}` takes a value (HTML
+# escaped), `{{key=default}}` has a default, and `<!-- slot: SLOT -->default<!-- /slot -->` is
+# replaced by the page's fill. Plain string work at load time: the pages stay static files with
+# no inline script or style, and no template engine runs per request.
+_INCLUDE = re.compile(
+    r"<!-- include: (?P<name>[\w-]+)(?P<params>(?:\s+[\w-]+=\"[^\"]*\")*) -->"
+    r"(?P<fills>(?:\s*<!-- fill: [\w-]+ -->.*?<!-- /fill -->)*)",
+    re.DOTALL,
+)
+_PARAM = re.compile(r'([\w-]+)="([^"]*)"')
+_FILL = re.compile(r"<!-- fill: ([\w-]+) -->\n?(.*?)<!-- /fill -->", re.DOTALL)
+_SLOT = re.compile(r"<!-- slot: ([\w-]+) -->\n?(.*?)<!-- /slot -->\n?", re.DOTALL)
+_PLACEHOLDER = re.compile(r"\{\{([\w-]+)(?:=([^}]*))?\}\}")
+_LEFTOVERS = ("<!-- include:", "<!-- fill:", "<!-- /fill", "<!-- slot:", "<!-- /slot", "{{")
+# Partials may include partials (the logo in the top bar); a cycle stops here.
+_MAX_DEPTH = 4
+
+
+def assemble_page(page: str, text: str, partials: dict[str, str], depth: int = 0) -> str:
+    """`text` with every include marker replaced by its partial. A marker naming no partial, a
+    missing or unknown value, a fill for no slot, or anything left over is a `PageError`."""
+    if depth > _MAX_DEPTH:
+        raise PageError(f"{page}: partials nested deeper than {_MAX_DEPTH} (a cycle?)")
+
+    def include(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name not in partials:
+            raise PageError(f"{page}: <!-- include: {name} --> but there is no _{name}.html")
+        params = dict(_PARAM.findall(match["params"]))
+        fills = dict(_FILL.findall(match["fills"]))
+        partial = partials[name].removesuffix("\n")  # the marker's line ends the partial
+        unknown = sorted(set(fills) - {slot for slot, _default in _SLOT.findall(partial)})
+        if unknown:
+            raise PageError(f"{page}: _{name}.html has no slot {unknown[0]!r}")
+        partial = _SLOT.sub(lambda slot: fills.get(slot[1], slot[2]), partial)
+        used: set[str] = set()
+
+        def value(placeholder: re.Match[str]) -> str:
+            key, default = placeholder[1], placeholder[2]
+            if key in params:
+                used.add(key)
+                return html.escape(params[key])
+            if default is None:
+                raise PageError(f'{page}: _{name}.html needs {key}="…"')
+            return default
+
+        partial = _PLACEHOLDER.sub(value, partial)
+        unused = sorted(set(params) - used)
+        if unused:
+            raise PageError(f"{page}: _{name}.html takes no {unused[0]}=")
+        return assemble_page(page, partial, partials, depth + 1)
+
+    assembled = _INCLUDE.sub(include, text)
+    for leftover in _LEFTOVERS:
+        if leftover in assembled:
+            raise PageError(f"{page}: {leftover!r} left after assembly (a malformed marker?)")
+    return assembled
 
 
 def _static_file(relative: str) -> Path | None:

@@ -2,11 +2,13 @@
 import { CallSession } from "./call.js";
 import { showCall } from "./callview.js";
 import { secretFromFragment } from "./e2ee-keys.js";
-import { ready, t, tOr, formatDay, formatTime } from "./i18n.js";
+import { showEndScreen } from "./endscreen.js";
+import { ready, t, formatDay, formatTime } from "./i18n.js";
 import {
   browserSupported, fillDeviceSelects, getMedia, mediaErrorKind, playTestTone,
   setSpeaker, speakerSelectable, startLevelMeter,
 } from "./media.js";
+import { ERROR } from "./protocol.js";
 import { openSocket } from "./socket.js";
 
 const $ = (id) => document.getElementById(id);
@@ -274,25 +276,7 @@ function startCall() {
 function finished(kind, detail) {
   stream = null;
   document.querySelector("footer").hidden = false;
-  if (kind === "fatal" && ["used", "unauthorized"].includes(detail.code)) return show("invalid");
+  if (kind === "fatal" && [ERROR.USED, ERROR.UNAUTHORIZED].includes(detail.code)) return show("invalid");
   show("ended");
-  const heading = $("ended-heading");
-  const text = $("ended-text");
-  const rejoin = $("btn-rejoin");
-  document.title = t("ended.title");
-  if (kind === "ended") {
-    heading.textContent = t("ended.heading");
-    text.textContent = tOr(`ended.clientReason.${detail.reason}`, "ended.clientReason.therapist_ended");
-  } else if (kind === "left") {
-    heading.textContent = t("ended.leftHeading");
-    text.textContent = t("ended.clientLeftText");
-    rejoin.hidden = false;
-  } else {
-    heading.textContent = t("ended.problemHeading");
-    text.textContent = tOr(`refused.${detail.code}`, "refused.other");
-    rejoin.hidden = !["replaced", "relay_unavailable"].includes(detail.code);
-  }
-  rejoin.addEventListener("click", () => location.reload(), { once: true });
-  document.body.dataset.callEnded = kind;
-  heading.focus();
+  showEndScreen("client", kind, detail);
 }

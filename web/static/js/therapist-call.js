@@ -3,7 +3,8 @@ import { request, requireSignedIn, ApiError } from "./api.js";
 import { CallSession } from "./call.js";
 import { showCall } from "./callview.js";
 import { loadLinkSecret } from "./e2ee-keys.js";
-import { ready, t, tOr } from "./i18n.js";
+import { showEndScreen } from "./endscreen.js";
+import { ready, t } from "./i18n.js";
 import { browserSupported, getMedia, mediaErrorKind } from "./media.js";
 
 const $ = (id) => document.getElementById(id);
@@ -51,25 +52,5 @@ function prepareError(text) {
 }
 
 function finished(kind, detail) {
-  const ended = $("ended");
-  const heading = $("ended-heading");
-  const text = $("ended-text");
-  const rejoin = $("btn-rejoin");
-  ended.hidden = false;
-  document.title = t("ended.title");
-  if (kind === "ended") {
-    heading.textContent = t("ended.heading");
-    text.textContent = tOr(`ended.reason.${detail.reason}`, "ended.reason.therapist_ended");
-  } else if (kind === "left") {
-    heading.textContent = t("ended.leftHeading");
-    text.textContent = t("therapistCall.leftText");
-    rejoin.hidden = false;
-  } else {
-    heading.textContent = t("ended.problemHeading");
-    text.textContent = tOr(`refused.${detail.code}`, "refused.other");
-    rejoin.hidden = !["replaced", "relay_unavailable"].includes(detail.code);
-  }
-  rejoin.addEventListener("click", () => location.reload(), { once: true });
-  document.body.dataset.callEnded = kind;
-  heading.focus();
+  showEndScreen("therapist", kind, detail);
 }
