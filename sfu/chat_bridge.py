@@ -19,14 +19,14 @@ PER_SECOND = 5.0
 
 
 class ChatLimiter:
-    """A token bucket per sending leg; refused messages are counted, not queued."""
+    """A token bucket per sending leg; a refused message is dropped, never queued."""
 
     def __init__(self, burst: int = BURST, per_second: float = PER_SECOND) -> None:
         self._burst = burst
         self._rate = per_second
         self._tokens = float(burst)
         self._last = time.monotonic()
-        self.refused = 0
+        self.refused = 0  # too big or too fast; counted so that tests and metrics can see it
 
     def allow(self, message: str | bytes) -> bool:
         size = len(message.encode() if isinstance(message, str) else message)

@@ -65,6 +65,11 @@ class Room:
     def seats(self) -> list[str]:
         return list(self._forwarders)
 
+    @property
+    def chat_refused(self) -> int:
+        """Chat messages the current legs' limits refused (too big or too fast)."""
+        return sum(leg.chat_limiter.refused for leg in self._legs.values())
+
     def chat_open(self, seat: str) -> bool:
         """Whether the seat's chat channel to the relay is open."""
         leg = self._legs.get(seat)

@@ -10,6 +10,7 @@ import itertools
 import math
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aioice.ice
@@ -139,6 +140,15 @@ def audio_rms(frame: AudioFrame) -> float:
     return math.sqrt(sum(s * s for s in samples) / count)
 
 
+async def until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Wait for ``condition`` with a deadline; on timeout fail with ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(0.02)
+
+
 @dataclass
 class Received:
     video_frames: int = 0
@@ -205,6 +215,14 @@ class MediaPeer:
                 self.received.audio_frames += 1
                 if audio_rms(frame) > 500:
                     self.received.loud_audio_frames += 1
+
+    async def channel_open(self, timeout: float = 15.0) -> None:
+        """Wait until this peer's own chat channel is open (it can send), or fail saying so."""
+        await until(
+            lambda: self.chat is not None and self.chat.readyState == "open",
+            "the peer's own end of its chat channel opened",
+            timeout,
+        )
 
     async def wait_for(self, predicate, timeout: float = 20.0) -> bool:
         deadline = time.monotonic() + timeout

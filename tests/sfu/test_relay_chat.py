@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 
 from tests.sfu.conftest import join
-from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE
+from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, until
 
 
 async def chatting(relay, peers):
@@ -14,17 +14,24 @@ async def chatting(relay, peers):
     b = peers(GREEN_WHITE, tone=880, chat=True)
     await join(room, "a", a)
     await join(room, "b", b)
-    for seat, peer in (("a", a), ("b", b)):
-        assert await peer.wait_for(lambda r, s=seat: room.chat_open(s), timeout=15)
+    await both_open(room, (("a", a), ("b", b)))
     return room, a, b
+
+
+async def both_open(room, seated) -> None:
+    """Each side's channel is open at both of its ends: the peer can send, the relay can pass on
+    (waiting for the relay's end only let a peer send before its own end opened: #18)."""
+    for seat, peer in seated:
+        await until(lambda s=seat: room.chat_open(s), f"the relay's end of {seat}'s chat opened")
+        await peer.channel_open()
 
 
 async def test_a_chat_message_reaches_the_other_side_unchanged(relay, peers):
     room, a, b = await chatting(relay, peers)
     a.chat.send("ciphertext:0123")
     b.chat.send(b"\x00\xffbinary")
-    assert await b.wait_for(lambda r: b.chat_messages == ["ciphertext:0123"], timeout=5)
-    assert await a.wait_for(lambda r: a.chat_messages == [b"\x00\xffbinary"], timeout=5)
+    await until(lambda: b.chat_messages == ["ciphertext:0123"], "b got a's message unchanged")
+    await until(lambda: a.chat_messages == [b"\x00\xffbinary"], "a got b's message unchanged")
     assert room.chat_relayed == 2
 
 
@@ -32,15 +39,20 @@ async def test_an_oversized_chat_message_is_not_relayed(relay, peers):
     _, a, b = await chatting(relay, peers)
     a.chat.send("x" * 20000)
     a.chat.send("after")
-    assert await b.wait_for(lambda r: b.chat_messages == ["after"], timeout=5)
+    await until(lambda: b.chat_messages != [], "b got the message after the oversized one")
+    assert b.chat_messages == ["after"]
 
 
 async def test_a_chat_flood_is_cut_to_the_rate_limit(relay, peers):
-    _, a, b = await chatting(relay, peers)
+    room, a, b = await chatting(relay, peers)
+    started = time.monotonic()
     for i in range(200):
         a.chat.send(f"m{i}")
-    await asyncio.sleep(1.0)
-    assert 20 <= len(b.chat_messages) <= 30  # a burst of 20, then 5 per second
+    # the relay has decided on every one of them, and b has what it let through
+    await until(lambda: room.chat_relayed + room.chat_refused == 200, "the relay saw all 200")
+    elapsed = time.monotonic() - started
+    await until(lambda: len(b.chat_messages) == room.chat_relayed, "b got what was relayed")
+    assert 20 <= room.chat_relayed <= 20 + 5 * elapsed + 1  # a burst of 20, then 5 per second
     assert b.chat_messages[:20] == [f"m{i}" for i in range(20)]
 
 
@@ -48,12 +60,12 @@ async def test_a_message_for_an_absent_side_is_dropped_not_kept(relay, peers):
     room = relay.create_room()
     a = peers(RED_BLUE, tone=440, chat=True)
     await join(room, "a", a)
-    assert await a.wait_for(lambda r: room.chat_open("a"), timeout=15)
+    await both_open(room, (("a", a),))
     a.chat.send("is anyone there?")
-    await asyncio.sleep(0.3)
-    assert room.chat_dropped == 1
+    await until(lambda: room.chat_dropped == 1, "the relay dropped the message for nobody")
     b = peers(GREEN_WHITE, tone=880, chat=True)
     await join(room, "b", b)
-    assert await b.wait_for(lambda r: room.chat_open("b"), timeout=15)
-    await asyncio.sleep(0.5)
-    assert b.chat_messages == []
+    await both_open(room, (("b", b),))
+    a.chat.send("later")  # a marker: had the first been kept, it would arrive before this one
+    await until(lambda: b.chat_messages != [], "b got the later message")
+    assert b.chat_messages == ["later"]
