@@ -9,7 +9,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 from sfu.forwarder import Forwarder
 from tests.sfu.conftest import join
-from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, Picture, looks_like
+from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, Picture, looks_like, until
 
 YELLOW_BLACK = Picture((230, 220, 30), (10, 10, 10), vertical=True)
 
@@ -100,17 +100,22 @@ async def test_keyframe_requests_reach_the_sender_at_most_once_per_interval(rela
     video_sender._handle_rtcp_packet = record
     await asyncio.sleep(0.6)  # let the start-up keyframe requests' interval pass
     plis.clear()
+    counters = room.forwarders()[0].counters  # a -> b: b's keyframe requests arrive here
+    received, sent = counters.keyframe_requests_received, counters.keyframe_requests_sent
     receiver = next(r for r in b.pc.getReceivers() if r.track.kind == "video")
     media_ssrc = next(iter(announced_ssrcs(b.pc.remoteDescription.sdp)))
     for _ in range(10):
         await receiver._send_rtcp_pli(media_ssrc)
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.3)
-    assert len(plis) == 1
-    await asyncio.sleep(0.4)
+    # the relay has taken all ten (a positive signal, not a sleep) and passed on exactly one
+    await until(
+        lambda: counters.keyframe_requests_received == received + 10, "the relay got all 10"
+    )
+    assert counters.keyframe_requests_sent == sent + 1
+    await until(lambda: len(plis) == 1, "the sender got the one keyframe request")
+    await asyncio.sleep(0.5)  # the interval passes: time itself is what is tested here
     await receiver._send_rtcp_pli(media_ssrc)
-    await asyncio.sleep(0.3)
-    assert len(plis) == 2
+    await until(lambda: len(plis) == 2, "the sender got the next request after the interval")
+    assert counters.keyframe_requests_sent == sent + 2
 
 
 async def test_nacks_for_packets_lost_on_the_receivers_leg_are_answered_from_the_cache(
