@@ -114,6 +114,8 @@ def cli(config: Path, *args: str, stdin: str = "") -> None:
 
 def wait_for_line(process: subprocess.Popen, start: str) -> str:
     line = process.stdout.readline()
+    if not line:  # it ended before printing: what it said on the way out is the reason
+        raise AssertionError(f"the server ended before {start!r}:\n{process.stderr.read()}")
     assert line.startswith(start), line
     return line
 

@@ -21,7 +21,8 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from signaling.app import create_app
 from signaling.storage.sqlite import SqliteStorage
-from tests.signaling.api_server import PASSWORD, ApiServer, call, write_config
+from tests.ports import PortRange
+from tests.signaling.api_server import PASSWORD, ApiServer, call, media_config, write_config
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,13 +37,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-# A port range of its own, apart from the signaling and sfu tests'.
-MEDIA = """media:
-  allow_loopback_candidates: true
-  listen_addresses: ["127.0.0.1"]
-  udp_port_min: 43000
-  udp_port_max: 43199
-"""
+# More lines of the media section (indented by two spaces), e.g. a test module's ICE servers;
+# the relay's ports come from tests/ports.py (the `udp_ports` fixture), so no concurrent test or
+# run shares them.
+MEDIA_EXTRA = ""
 
 # Screenshots land here (git-ignored); the current ones are copied into docs/screenshots/.
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
@@ -130,12 +128,14 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def web_server(tmp_path: Path, browser: Browser) -> AsyncIterator[WebServer]:
+async def web_server(
+    tmp_path: Path, browser: Browser, udp_ports: PortRange
+) -> AsyncIterator[WebServer]:
     # Bind first, so the config's public URL can name the real port.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = write_config(tmp_path, public_url=url, extra=MEDIA)
+    config = write_config(tmp_path, public_url=url, extra=media_config(udp_ports, MEDIA_EXTRA))
     storage = await SqliteStorage.open(config.storage.sqlite_path)
     runner = web.AppRunner(create_app(config, storage), access_log=None)
     await runner.setup()

@@ -28,14 +28,13 @@ import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 from playwright.async_api import Browser, async_playwright
 
+from tests.ports import PortRange, reserve_ports
 from tests.privacy_canaries import remember
 from tests.signaling.test_app import write_self_signed_cert
 from tests.web.browser_server import CHROMIUM, CHROMIUM_ARGS
 
 TURNSERVER = "/usr/bin/turnserver"
 REALM = "sprechzimmer.test"
-# coturn's relay ports: a range apart from every test's media.udp_port_min..max.
-RELAY_PORTS = (43450, 43499)
 
 # RTCPeerConnection, but always with iceTransportPolicy "relay", so the page needs no change.
 # Every configuration, gathered candidate type and candidate error lands in window.turnSeen.
@@ -74,6 +73,7 @@ class TurnCertificate:
 class Coturn:
     port: int
     tls_port: int
+    relay_ports: PortRange  # where coturn allocates relayed addresses
     secret: str
     log_path: Path
 
@@ -127,7 +127,16 @@ def coturn(tmp_path: Path, turn_certificate: TurnCertificate) -> Iterator[Coturn
         pytest.fail(f"{TURNSERVER} is missing: install Debian's coturn package (make test does)")
     secret = secrets.token_urlsafe(24)
     remember(secret)
-    server = Coturn(_free_port(), _free_port(), secret, tmp_path / "turnserver.log")
+    # Every port coturn opens is held for this test (tests/ports.py): its listening ports for UDP
+    # and TCP, and its relay range apart from every relay's media range.
+    with reserve_ports(2, tcp=True) as listening, reserve_ports(50) as relay_ports:
+        server = Coturn(
+            listening.low, listening.high, relay_ports, secret, tmp_path / "turnserver.log"
+        )
+        yield from _running(server, tmp_path, turn_certificate)
+
+
+def _running(server: Coturn, tmp_path: Path, turn_certificate: TurnCertificate) -> Iterator[Coturn]:
     with server.log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -137,10 +146,10 @@ def coturn(tmp_path: Path, turn_certificate: TurnCertificate) -> Iterator[Coturn
                 "--relay-ip=127.0.0.1",
                 f"--listening-port={server.port}",
                 f"--tls-listening-port={server.tls_port}",
-                f"--min-port={RELAY_PORTS[0]}",
-                f"--max-port={RELAY_PORTS[1]}",
+                f"--min-port={server.relay_ports.low}",
+                f"--max-port={server.relay_ports.high}",
                 "--use-auth-secret",
-                f"--static-auth-secret={secret}",
+                f"--static-auth-secret={server.secret}",
                 f"--realm={REALM}",
                 "--fingerprint",
                 f"--cert={turn_certificate.cert}",
@@ -170,20 +179,6 @@ def coturn(tmp_path: Path, turn_certificate: TurnCertificate) -> Iterator[Coturn
         yield server
     finally:
         _stop(process)
-
-
-def _free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (coturn opens both)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-        return port
 
 
 def _wait_until_listening(server: Coturn, process: subprocess.Popen[bytes]) -> None:

@@ -7,7 +7,6 @@ client) with a moving bar, so a picture sent back to its sender (an echo) cannot
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Any
 
@@ -75,10 +74,13 @@ REMOTE_COLOUR = """
 INBOUND = """
 (async () => {
   const report = await window.sprechzimmerCall.getStats();
-  const result = { framesDecoded: 0, audioPackets: 0 };
+  const result = { framesDecoded: 0, videoPackets: 0, audioPackets: 0 };
   if (!report) return result;
   report.forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "video") result.framesDecoded += s.framesDecoded || 0;
+    if (s.type === "inbound-rtp" && s.kind === "video") {
+      result.framesDecoded += s.framesDecoded || 0;
+      result.videoPackets += s.packetsReceived || 0;
+    }
     if (s.type === "inbound-rtp" && s.kind === "audio") result.audioPackets += s.packetsReceived || 0;
   });
   return result;
@@ -108,7 +110,8 @@ SOCKET_JOIN = """
   socket.onopen = () => socket.send(JSON.stringify({ v: 1, type: "join", invite: token }));
   socket.onmessage = (event) => answers.push(JSON.parse(event.data));
   socket.onclose = (event) => resolve({ code: event.code, answers });
-  setTimeout(() => resolve({ code: null, answers }), 5000);
+  // a deadline, not an expectation: the server closes the refused socket long before
+  setTimeout(() => resolve({ code: null, answers }), 30000);
 })
 """
 
@@ -122,19 +125,24 @@ def near(seen: list[int], colour: tuple[int, int, int]) -> bool:
     return all(abs(a - b) < 60 for a, b in zip(seen, colour, strict=True))
 
 
-async def media_advances(page: Page) -> dict[str, Any]:
-    """Remote video decoded and advancing, audio arriving: two samples one second apart."""
-    decoded = await poll(page, "document.getElementById('remote-video').videoWidth > 0", 20)
-    assert decoded, str(await page.evaluate(CALL_STATE))
+async def media_advances(page: Page, timeout: float = 20.0) -> dict[str, Any]:
+    """Remote video decoded and advancing, audio arriving: a sample, then a later one with more
+    frames decoded and more audio packets (waited for, however slowly the machine runs)."""
+    decoded = await poll(page, "document.getElementById('remote-video').videoWidth > 0", timeout)
+    assert decoded, f"no remote video decoded: {await page.evaluate(CALL_STATE)}"
     flowing = await poll(
-        page, f"{INBOUND}.then((s) => s.framesDecoded > 0 && s.audioPackets > 0)", 20
+        page, f"{INBOUND}.then((s) => s.framesDecoded > 0 && s.audioPackets > 0)", timeout
     )
-    assert flowing, str(await page.evaluate(CALL_STATE))
+    assert flowing, f"no frames decoded or no audio: {await page.evaluate(CALL_STATE)}"
     first = await page.evaluate(INBOUND)
-    await asyncio.sleep(1)
+    advanced = await poll(
+        page,
+        f"{INBOUND}.then((s) => s.framesDecoded > {first['framesDecoded']}"
+        f" && s.audioPackets > {first['audioPackets']})",
+        timeout,
+    )
     second = await page.evaluate(INBOUND)
-    assert second["framesDecoded"] > first["framesDecoded"] > 0, (first, second)
-    assert second["audioPackets"] > first["audioPackets"] > 0, (first, second)
+    assert advanced, f"media stopped: {first} then {second}; {await page.evaluate(CALL_STATE)}"
     return second
 
 

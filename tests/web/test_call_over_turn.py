@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
+from tests.ports import PortRange
 from tests.web import browser_server
 from tests.web.browser_server import Recorded, WebServer, poll
 from tests.web.browser_server import web_server as web_server  # the fixtures, for pytest
-from tests.web.coturn_server import RELAY_ONLY, RELAY_PORTS, Coturn
+from tests.web.coturn_server import RELAY_ONLY, Coturn
 from tests.web.coturn_server import browser_trusting_coturn as browser_trusting_coturn
 from tests.web.coturn_server import coturn as coturn
 from tests.web.coturn_server import turn_certificate as turn_certificate
@@ -30,8 +31,6 @@ from tests.web.test_call_browser import BLUE, RED, REMOTE_COLOUR, camera, media_
 # One event loop per module: the module shares one chromium.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-# The relay's own ports here, apart from coturn's and from the other browser tests'.
-MEDIA_PORTS = (43400, 43449)
 TTL_SECONDS = 600
 
 # The candidate pair the peer connection sends on, by type and address.
@@ -78,13 +77,8 @@ def app_hands_out_coturn(
     # Autouse fixtures run first, so `web_server` writes its config from this.
     monkeypatch.setattr(
         browser_server,
-        "MEDIA",
-        f"""media:
-  allow_loopback_candidates: true
-  listen_addresses: ["127.0.0.1"]
-  udp_port_min: {MEDIA_PORTS[0]}
-  udp_port_max: {MEDIA_PORTS[1]}
-  ice_servers:
+        "MEDIA_EXTRA",
+        f"""  ice_servers:
     - urls: ["{coturn.url(turn_transport)}"]
   turn_secret: "{app_turn_secret}"
   turn_credential_ttl_seconds: {TTL_SECONDS}
@@ -94,7 +88,7 @@ def app_hands_out_coturn(
 
 @pytest.mark.parametrize("turn_transport", ["udp", "tls"])
 async def test_a_relay_only_client_sees_and_is_seen_through_coturn(
-    web_server: WebServer, coturn: Coturn, turn_transport: str
+    web_server: WebServer, coturn: Coturn, turn_transport: str, udp_ports: PortRange
 ):
     appointment = await web_server.appointment(dt.timedelta(minutes=5))
 
@@ -118,8 +112,8 @@ async def test_a_relay_only_client_sees_and_is_seen_through_coturn(
     pair = await client.evaluate(SELECTED_PAIR)
     assert pair is not None and pair["local"] == "relay", pair
     assert pair["relayProtocol"] == turn_transport, pair
-    assert RELAY_PORTS[0] <= pair["localPort"] <= RELAY_PORTS[1], pair
-    assert MEDIA_PORTS[0] <= pair["remotePort"] <= MEDIA_PORTS[1], pair
+    assert coturn.relay_ports.low <= pair["localPort"] <= coturn.relay_ports.high, pair
+    assert udp_ports.low <= pair["remotePort"] <= udp_ports.high, pair  # the relay's own
     assert (await therapist.evaluate(SELECTED_PAIR))["local"] != "relay"
 
     # The client got REST credentials for this call, and coturn allocated under them.

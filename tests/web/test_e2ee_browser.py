@@ -12,6 +12,7 @@ import asyncio
 import base64
 import datetime as dt
 import logging
+import math
 import re
 import struct
 import time
@@ -72,7 +73,8 @@ async def start_call(
     await therapist_context.add_init_script(camera(RED))
     dashboard, dashboard_log = await server.signed_in_page(therapist_context)
     record(dashboard, sent)
-    starts = dt.datetime.now(BERLIN) + dt.timedelta(minutes=5)
+    # from UTC, so that the local time exists even on the day the clocks change
+    starts = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).astimezone(BERLIN)
     starts += dt.timedelta(minutes=(5 - starts.minute % 5) % 5)
     await dashboard.locator("#btn-new").click()
     await dashboard.locator("#field-date").fill(starts.strftime("%Y-%m-%d"))
@@ -295,24 +297,46 @@ async def test_the_relay_forwards_only_ciphertext(web_server: WebServer, monkeyp
             original(packet)
 
         monkeypatch.setattr(wire, "send_rtp", tap)
-    await asyncio.sleep(1.5)
-    for forwarder in rooms[0].forwarders():
-        forwarder.request_keyframe(time.monotonic())  # so a keyframe passes the tap
-    await asyncio.sleep(3)
-    await media_advances(call.client)  # the browsers still decode what passed the tap
 
     vp8 = set()
     for page in (call.therapist, call.client):
         sdp = await page.evaluate("window.sprechzimmerCall.pc.localDescription.sdp")
         vp8 |= {int(pt) for pt in re.findall(r"a=rtpmap:(\d+) VP8/90000", sdp)}
-    starts = [frame_start(p) for p in forwarded if p[1] & 0x7F in vp8]
-    starts = [s for s in starts if s is not None]
-    assert len(starts) > 20, len(starts)
+
+    def frame_starts() -> list[bytes]:
+        starts = [frame_start(p) for p in forwarded if p[1] & 0x7F in vp8]
+        return [s for s in starts if s is not None]
+
+    def enough() -> bool:
+        starts = frame_starts()
+        return (
+            len(starts) > 20
+            and any(s[0] & 0x01 == 0 for s in starts)
+            and (len(ciphertext_of(starts)) > 20_000)
+        )
+
+    # Until a keyframe and enough frames have passed the tap: a keyframe is asked for now and
+    # again while none has come (the relay's keyframe limiter may drop a request).
+    loop = asyncio.get_running_loop()
+    deadline, asked = loop.time() + 30, -math.inf
+    while not enough():
+        now = loop.time()
+        assert now < deadline, (
+            f"not enough passed the tap in 30 s: {len(frame_starts())} frame starts of "
+            f"{len(forwarded)} packets, video payload types {vp8}"
+        )
+        if now - asked > 1.0 and not any(s[0] & 0x01 == 0 for s in frame_starts()):
+            for forwarder in rooms[0].forwarders():
+                forwarder.request_keyframe(time.monotonic())
+            asked = now
+        await asyncio.sleep(0.05)
+    await media_advances(call.client)  # the browsers still decode what passed the tap
+
+    starts = frame_starts()
     keyframes = [s for s in starts if s[0] & 0x01 == 0]
-    assert keyframes, "no keyframe passed the tap"
     # The clear VP8 header of a keyframe carries its start code (RFC 6386 9.1).
     assert all(k[3:6] == b"\x9d\x01\x2a" for k in keyframes)
-    ciphertext = b"".join(s[(10 if s[0] & 0x01 == 0 else 3) + 9 :] for s in starts)
+    ciphertext = ciphertext_of(starts)
     assert len(ciphertext) > 20_000, len(ciphertext)
     # A canvas of one colour with a bar compresses very well; ciphertext does not.
     assert len(zlib.compress(ciphertext, 9)) > 0.98 * len(ciphertext)
@@ -338,11 +362,12 @@ async def test_a_page_with_a_wrong_key_gets_no_picture(web_server: WebServer):
     await expect(call.client.locator("#e2ee")).to_have_attribute(
         "data-state", "verified", timeout=STATE_TIMEOUT_MS
     )
-    # Packets arrive, but no frame decrypts, so none is decoded.
-    assert await poll(call.client, f"{INBOUND}.then((s) => s.audioPackets > 50)", 20)
-    await asyncio.sleep(2)
+    # Packets arrive, but no frame decrypts, so none is decoded: by the time another hundred
+    # video packets have arrived (a few seconds of it), a decodable frame would have been.
+    assert await poll(call.client, f"{INBOUND}.then((s) => s.videoPackets > 50)", 20)
     first = await call.client.evaluate(INBOUND)
-    await asyncio.sleep(2)
+    later = f"{INBOUND}.then((s) => s.videoPackets > {first['videoPackets'] + 100})"
+    assert await poll(call.client, later, 30), first
     second = await call.client.evaluate(INBOUND)
     assert second["audioPackets"] > first["audioPackets"]
     assert second["framesDecoded"] == first["framesDecoded"] == 0, (first, second)
@@ -424,6 +449,12 @@ def vp8_payload(payload: bytes) -> tuple[bool, bytes]:
         if extension & 0x30:
             offset += 1
     return bool(descriptor & 0x10) and descriptor & 0x07 == 0, payload[offset:]
+
+
+def ciphertext_of(starts: list[bytes]) -> bytes:
+    """The encrypted part of each frame's first packet: after the clear VP8 prefix (10 bytes on
+    a keyframe, 3 otherwise), the key id (1) and the counter (8); docs/protocol.md."""
+    return b"".join(s[(10 if s[0] & 0x01 == 0 else 3) + 9 :] for s in starts)
 
 
 def frame_start(packet: bytes) -> bytes | None:

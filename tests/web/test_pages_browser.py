@@ -40,7 +40,9 @@ def in_berlin(delta: dt.timedelta) -> dt.datetime:
     """A local time in the browser's zone (Europe/Berlin), rounded to the minute."""
     from zoneinfo import ZoneInfo
 
-    return (dt.datetime.now(ZoneInfo("Europe/Berlin")) + delta).replace(second=0, microsecond=0)
+    # from UTC, so that the local time exists even on the day the clocks change
+    later = (dt.datetime.now(dt.UTC) + delta).astimezone(ZoneInfo("Europe/Berlin"))
+    return later.replace(second=0, microsecond=0)
 
 
 # --- therapist
