@@ -20,6 +20,7 @@ __all__ = [
     "Invite",
     "appointment_json",
     "create_appointment",
+    "ensure_cancellable",
     "ensure_changeable",
     "invite_url",
     "mint_invite",
@@ -116,6 +117,15 @@ def ensure_changeable(appointment: Appointment) -> None:
     """Only scheduled appointments may be edited or get a new link; raise 409 otherwise."""
     if appointment.state is not AppointmentState.SCHEDULED:
         raise ApiError(409, "conflict", f"The appointment is {appointment.state.value}")
+    if appointment.purged_at is not None:
+        raise ApiError(409, "conflict", "The appointment has passed")
+
+
+def ensure_cancellable(appointment: Appointment) -> None:
+    """A therapist can cancel at any time before the end, a live call included: a leaked link
+    must always be killable. Raise 409 only when it is over already (its link is dead then)."""
+    if appointment.state is AppointmentState.ENDED:
+        raise ApiError(409, "conflict", "The appointment has ended")
     if appointment.purged_at is not None:
         raise ApiError(409, "conflict", "The appointment has passed")
 

@@ -58,6 +58,12 @@ def live_media(
     """A cleanup context that puts the relay and the consultation registry into the app."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
+        # No room outlives its process: after a crash (kill -9, power loss) the database may
+        # still say `waiting` or `in_call`, and those states refuse edits and new links. The
+        # client's consent stays; both simply join again.
+        reset = await storage.reset_live_appointments()
+        if reset:
+            log_event(logger, "live_states_reset", appointments=reset)
         relay = Relay(relay_config(config))
         registry = ConsultationRegistry(relay, storage, metrics=app.get(METRICS))
         app[RELAY] = relay

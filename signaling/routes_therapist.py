@@ -18,6 +18,7 @@ from aiohttp import web
 from signaling.appointments import (
     appointment_json,
     create_appointment,
+    ensure_cancellable,
     ensure_changeable,
     mint_invite,
     parse_changes,
@@ -182,7 +183,7 @@ class TherapistApi:
     async def cancel(self, request: web.Request, signed_in: SignedIn) -> web.Response:
         appointment = await self._own_appointment(request, signed_in)
         if appointment.state is not AppointmentState.CANCELLED:
-            ensure_changeable(appointment)
+            ensure_cancellable(appointment)
             appointment = await self._storage.cancel_appointment(appointment.id)
             log_event(logger, "appointment_cancelled", appointment_id=appointment.id)
             await end_live_session(request.app, appointment.id, "cancelled")

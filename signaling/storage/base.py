@@ -229,6 +229,11 @@ class Storage(abc.ABC):
         """Set the given fields (see `APPOINTMENT_UPDATABLE_FIELDS`); raise `NotFound`."""
 
     @abc.abstractmethod
+    async def reset_live_appointments(self) -> int:
+        """Set every `waiting` or `in_call` appointment back to `scheduled`, consent and binding
+        kept; return how many. For the start of the server: no room outlives its process."""
+
+    @abc.abstractmethod
     async def cancel_appointment(self, appointment_id: int) -> Appointment:
         """Set state to cancelled and drop the invite token so the link stops working."""
 

@@ -365,6 +365,19 @@ class SqliteStorage(Storage):
 
         return await self._run(update)
 
+    async def reset_live_appointments(self) -> int:
+        def reset() -> int:
+            return self._write(
+                "UPDATE appointments SET state = ? WHERE state IN (?, ?)",
+                (
+                    AppointmentState.SCHEDULED.value,
+                    AppointmentState.WAITING.value,
+                    AppointmentState.IN_CALL.value,
+                ),
+            ).rowcount
+
+        return await self._run(reset)
+
     async def cancel_appointment(self, appointment_id: int) -> Appointment:
         return await self.update_appointment(
             appointment_id, state=AppointmentState.CANCELLED, invite_token_hash=None
