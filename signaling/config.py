@@ -292,6 +292,8 @@ class PrivacyConfig:
 @dataclass(frozen=True)
 class LimitsConfig:
     max_rooms: int = _setting(50, _int(1, 10000))
+    # One room per therapist, and one more for the change-over between two appointments.
+    max_rooms_per_therapist: int = _setting(2, _int(1, 100))
     websocket_max_message_bytes: int = _setting(65536, _int(1024, 16 * 1024 * 1024))
     login_attempts_per_account: int = _setting(5, _int(1, 1000))
     login_attempts_per_address: int = _setting(20, _int(1, 10000))

@@ -22,7 +22,7 @@ from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import Metrics
 from signaling.storage import Appointment, AppointmentState, Storage
 
-__all__ = ["SEATS", "Consultation", "ConsultationRegistry", "Participant"]
+__all__ = ["SEATS", "Consultation", "ConsultationRegistry", "Participant", "TherapistRoomLimit"]
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -40,6 +40,10 @@ SHUTDOWN = "shutdown"
 
 MEDIA_POLL_SECONDS = 0.05  # join_to_media_seconds is read in 50 ms steps, far below ICE's pace
 MEDIA_WAIT_LIMIT = 120.0  # after two minutes without media the call did not start: not observed
+
+
+class TherapistRoomLimit(Exception):
+    """The therapist already has `limits.max_rooms_per_therapist` rooms open."""
 
 
 class Participant(Protocol):
@@ -67,6 +71,7 @@ class Consultation:
         on_change: Callable[[Consultation], None],
         clock: Callable[[], dt.datetime] = _utcnow,
         metrics: Metrics | None = None,
+        may_open_room: Callable[[Consultation], bool] = lambda _: True,
     ) -> None:
         self.appointment_id = appointment.id
         self.therapist_id = appointment.therapist_id
@@ -88,8 +93,14 @@ class Consultation:
         # per seat: when both were last seated, and the packets forwarded to it until then
         self._awaiting_media: dict[str, tuple[float, int]] = {}
         self._media_watch: asyncio.Task[None] | None = None
+        self._may_open_room = may_open_room
 
     # --- presence ---------------------------------------------------------------------------
+
+    @property
+    def has_room(self) -> bool:
+        """Whether a relay room is open for this appointment (it counts against the limits)."""
+        return self._room is not None
 
     def present(self, seat: str) -> bool:
         return self._seats[seat] is not None
@@ -152,6 +163,8 @@ class Consultation:
     async def offer(self, seat: str, sdp: str) -> str:
         """Hand the seat's offer to the relay (a second offer replaces its peer connection)."""
         if self._room is None:
+            if not self._may_open_room(self):
+                raise TherapistRoomLimit
             self._room = self._relay.create_room()
             self._room.on_leg_state = self._leg_state_changed
         return await self._room.connect(seat, sdp)
@@ -329,8 +342,10 @@ class ConsultationRegistry:
         storage: Storage,
         clock: Callable[[], dt.datetime] = _utcnow,
         metrics: Metrics | None = None,
+        max_rooms_per_therapist: int = 2,
     ) -> None:
         self.relay = relay
+        self._max_rooms_per_therapist = max_rooms_per_therapist
         self._storage = storage
         self._clock = clock
         self._metrics = metrics or Metrics()
@@ -344,10 +359,26 @@ class ConsultationRegistry:
         consultation = self._consultations.get(appointment.id)
         if consultation is None or consultation.ended:
             consultation = Consultation(
-                appointment, self.relay, self._storage, self._changed, self._clock, self._metrics
+                appointment,
+                self.relay,
+                self._storage,
+                self._changed,
+                self._clock,
+                self._metrics,
+                self._may_open_room,
             )
             self._consultations[appointment.id] = consultation
         return consultation
+
+    def _may_open_room(self, consultation: Consultation) -> bool:
+        """Without a cap per therapist, one account could open empty rooms up to `max_rooms`
+        and leave every other practice without one."""
+        open_rooms = sum(
+            1
+            for other in self._consultations.values()
+            if other.therapist_id == consultation.therapist_id and other.has_room
+        )
+        return open_rooms < self._max_rooms_per_therapist
 
     async def end(self, appointment_id: int, reason: str) -> None:
         consultation = self._consultations.get(appointment_id)

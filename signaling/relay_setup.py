@@ -65,7 +65,12 @@ def live_media(
         if reset:
             log_event(logger, "live_states_reset", appointments=reset)
         relay = Relay(relay_config(config))
-        registry = ConsultationRegistry(relay, storage, metrics=app.get(METRICS))
+        registry = ConsultationRegistry(
+            relay,
+            storage,
+            metrics=app.get(METRICS),
+            max_rooms_per_therapist=config.limits.max_rooms_per_therapist,
+        )
         app[RELAY] = relay
         app[CONSULTATIONS] = registry
         app[SIGNED_IN_SOCKETS] = sockets = SignedInSockets()

@@ -27,6 +27,7 @@ from signaling.consultations import (
     THERAPIST,
     Consultation,
     ConsultationRegistry,
+    TherapistRoomLimit,
 )
 from signaling.csrf import origin_of
 from signaling.drain import Drain
@@ -279,6 +280,13 @@ class SignalingEndpoint:
                 "capacity",
                 "The service is at capacity: every consultation room is in use. "
                 "Please try again in a few minutes.",
+            )
+        except TherapistRoomLimit:
+            self._unavailable(
+                connection,
+                "therapist_rooms",
+                "Too many consultation rooms are open for this practice account. "
+                "Please leave another one first, or try again in a few minutes.",
             )
         except RelayError:
             self._unavailable(
