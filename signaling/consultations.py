@@ -22,7 +22,14 @@ from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import Metrics
 from signaling.storage import Appointment, AppointmentState, Storage
 
-__all__ = ["SEATS", "Consultation", "ConsultationRegistry", "Participant", "TherapistRoomLimit"]
+__all__ = [
+    "SEATS",
+    "Consultation",
+    "ConsultationRegistry",
+    "JoinRateLimited",
+    "Participant",
+    "TherapistRoomLimit",
+]
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -38,8 +45,19 @@ CLOSE_GOING_AWAY = 1001  # RFC 6455: the server is going down
 # working: both may join again once the server is back, within the appointment's validity.
 SHUTDOWN = "shutdown"
 
+# Joins per seat of one appointment: a page reload or a network change rejoins a few times; a
+# loop rejoining sixty times a second is not a browser of ours. 10 at once, then one per 6 s.
+JOIN_BURST = 10
+JOIN_REFILL_SECONDS = 6.0
+# At most one presence push per side in this time; what changes within it goes out once, after.
+PRESENCE_INTERVAL_SECONDS = 0.5
+
 MEDIA_POLL_SECONDS = 0.05  # join_to_media_seconds is read in 50 ms steps, far below ICE's pace
 MEDIA_WAIT_LIMIT = 120.0  # after two minutes without media the call did not start: not observed
+
+
+class JoinRateLimited(Exception):
+    """This seat of the appointment was joined too often in a short time."""
 
 
 class TherapistRoomLimit(Exception):
@@ -94,6 +112,13 @@ class Consultation:
         self._awaiting_media: dict[str, tuple[float, int]] = {}
         self._media_watch: asyncio.Task[None] | None = None
         self._may_open_room = may_open_room
+        self._stored_state = appointment.state
+        self._join_budget = {seat: _Budget(JOIN_BURST, JOIN_REFILL_SECONDS) for seat in SEATS}
+        # per receiving seat: the peer fields it was last told, when, and a pending push
+        self._told: dict[str, dict[str, Any]] = {}
+        self._told_at: dict[str, float] = {}
+        self._push_later: dict[str, asyncio.TimerHandle] = {}
+        self._pending_state: dict[str, str] = {}
 
     # --- presence ---------------------------------------------------------------------------
 
@@ -122,6 +147,8 @@ class Consultation:
     ) -> dict:
         """Seat ``participant``; returns what it should be told about the other side."""
         async with self._lock:
+            if not self._join_budget[seat].take():
+                raise JoinRateLimited
             old = self._seats[seat]
             if old is not None and old is not participant:
                 old.send(_message("error", code="replaced", message="Joined from elsewhere"))
@@ -129,13 +156,13 @@ class Consultation:
             self._seats[seat] = participant
             if seat == CLIENT and client_name is not None:
                 self.client_name = client_name
-            other = self._other(seat)
-            other_participant = self._seats[other]
-            if other_participant is not None:
-                other_participant.send(self._peer_message(other, "present"))
+            self._tell_peer(self._other(seat), "present")
             await self._update_together()
             self._on_change(self)
-            return self._peer_view(seat)
+            view = self._peer_view(seat)
+            # what the new connection knows from `joined`; pushes start from there
+            self._told[seat] = view
+            return view
 
     async def leave(self, seat: str, participant: Participant) -> None:
         """``participant`` left (or vanished); a replaced connection leaving changes nothing."""
@@ -149,7 +176,7 @@ class Consultation:
                 await self._room.disconnect(seat)
             other = self._seats[self._other(seat)]
             if other is not None:
-                other.send(self._peer_message(self._other(seat), "gone"))
+                self._tell_peer(self._other(seat), "gone")
             elif self._room is not None:
                 # nobody left: give the relay room (and its max_rooms slot) back now rather than
                 # at the end of the appointment's validity; the next offer opens a fresh one
@@ -189,10 +216,8 @@ class Consultation:
         participant = self._seats.get(seat)
         if participant is not None:
             participant.send(_message("media", state=state))
-        other = self._seats.get(self._other(seat))
-        if other is not None and participant is not None:
-            peer_state = "connected" if state == "connected" else "present"
-            other.send(self._peer_message(self._other(seat), peer_state))
+        if participant is not None:
+            self._tell_peer(self._other(seat), "connected" if state == "connected" else "present")
 
     # --- the end ----------------------------------------------------------------------------
 
@@ -213,6 +238,9 @@ class Consultation:
                     participant.close(close_code)
                 self._seats[seat] = None
             self._awaiting_media.clear()
+            for handle in self._push_later.values():
+                handle.cancel()
+            self._push_later.clear()
             if self._media_watch is not None:
                 self._media_watch.cancel()
             if self._room is not None:
@@ -270,6 +298,7 @@ class Consultation:
                     both_present_at=self.both_present_at,
                     state=AppointmentState.IN_CALL,
                 )
+                self._stored_state = AppointmentState.IN_CALL
                 return
         elif self._last_together is None and self.both_present_at is not None:
             self._last_together = now
@@ -277,7 +306,9 @@ class Consultation:
             "in_call": AppointmentState.IN_CALL,
             "waiting": AppointmentState.WAITING,
         }.get(self.status, AppointmentState.SCHEDULED)
-        await self._storage.update_appointment(self.appointment_id, state=state)
+        if state is not self._stored_state:  # a replacing join changes nothing worth a write
+            await self._storage.update_appointment(self.appointment_id, state=state)
+            self._stored_state = state
 
     def _await_media(self) -> None:
         """Both are seated: time how long until packets reach each of them."""
@@ -309,6 +340,35 @@ class Consultation:
             return 0
         return sent.forwarded_from["audio_packets"] + sent.forwarded_from["video_packets"]
 
+    def _tell_peer(self, receiver: str, state: str) -> None:
+        """Push the other side's presence to ``receiver``: not at all if that is what it was
+        last told, at once if it was told nothing for PRESENCE_INTERVAL_SECONDS, else once at
+        the end of that interval with whatever holds then. A rejoin loop thus costs the other
+        side two messages a second at most, and the last state always arrives."""
+        self._pending_state[receiver] = state
+        if receiver in self._push_later:
+            return
+        wait = self._told_at.get(receiver, -PRESENCE_INTERVAL_SECONDS) + PRESENCE_INTERVAL_SECONDS
+        wait -= time.monotonic()
+        if wait <= 0:
+            self._push_peer(receiver)
+        else:
+            loop = asyncio.get_running_loop()
+            self._push_later[receiver] = loop.call_later(wait, self._push_peer, receiver)
+
+    def _push_peer(self, receiver: str) -> None:
+        self._push_later.pop(receiver, None)
+        state = self._pending_state.pop(receiver, None)
+        participant = self._seats.get(receiver)
+        if state is None or participant is None or self.ended:
+            return
+        fields = self._peer_fields(receiver, state)
+        if fields == self._told.get(receiver):
+            return
+        participant.send(_message("peer", **fields))
+        self._told[receiver] = fields
+        self._told_at[receiver] = time.monotonic()
+
     def _peer_view(self, seat: str) -> dict:
         other = self._other(seat)
         if not self.present(other):
@@ -325,12 +385,28 @@ class Consultation:
             fields["name"] = self.client_name  # only the therapist sees the client's name
         return fields
 
-    def _peer_message(self, receiver_seat: str, state: str) -> dict:
-        return _message("peer", **self._peer_fields(receiver_seat, state))
-
     @staticmethod
     def _other(seat: str) -> str:
         return CLIENT if seat == THERAPIST else THERAPIST
+
+
+class _Budget:
+    """A token bucket: ``burst`` at once, then one per ``refill_seconds``."""
+
+    def __init__(self, burst: int, refill_seconds: float) -> None:
+        self._burst = burst
+        self._refill = refill_seconds
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) / self._refill)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 class ConsultationRegistry:
@@ -351,6 +427,7 @@ class ConsultationRegistry:
         self._metrics = metrics or Metrics()
         self._consultations: dict[int, Consultation] = {}
         self._watchers: dict[int, set[Participant]] = {}
+        self._last_status: dict[int, dict] = {}
 
     def get(self, appointment_id: int) -> Consultation | None:
         return self._consultations.get(appointment_id)
@@ -414,10 +491,16 @@ class ConsultationRegistry:
                 del self._watchers[therapist_id]
 
     def _changed(self, consultation: Consultation) -> None:
+        status = self._status(consultation)
         if consultation.ended:
             self._consultations.pop(consultation.appointment_id, None)
+            self._last_status.pop(consultation.appointment_id, None)
+        elif self._last_status.get(consultation.appointment_id) == status:
+            return  # a replacing join changes nothing the dashboard shows
+        else:
+            self._last_status[consultation.appointment_id] = status
         for watcher in self._watchers.get(consultation.therapist_id, ()):
-            watcher.send(self._status(consultation))
+            watcher.send(status)
 
     @staticmethod
     def _status(consultation: Consultation) -> dict:

@@ -27,6 +27,7 @@ from signaling.consultations import (
     THERAPIST,
     Consultation,
     ConsultationRegistry,
+    JoinRateLimited,
     TherapistRoomLimit,
 )
 from signaling.csrf import origin_of
@@ -338,7 +339,12 @@ class SignalingEndpoint:
             appointment, seat = await self._client_appointment(state, message.invite or ""), CLIENT
         consultation = self._registry().open(appointment)
         name = appointment.client_display_name if seat == CLIENT else None
-        peer = await consultation.join(seat, connection, name)
+        try:
+            peer = await consultation.join(seat, connection, name)
+        except JoinRateLimited:
+            raise Refusal(
+                "rate_limited", "too many joins; wait a minute", CLOSE_RATE_LIMITED
+            ) from None
         state.seat, state.consultation = seat, consultation
         state.engaged()
         self._metrics.joins.inc()
