@@ -130,7 +130,7 @@ async def e2ee_state(page: Page) -> dict[str, Any]:
         """(() => ({
           state: document.getElementById("e2ee").dataset.state,
           text: document.getElementById("e2ee-text").textContent,
-          lock: document.querySelector("#e2ee .lock").textContent,
+          lock: document.querySelector("#e2ee .lock").dataset.icon,
           code: document.getElementById("e2ee-code").textContent,
           codeShown: !document.getElementById("e2ee-code-line").hidden,
           banner: document.getElementById("banner").textContent,
@@ -154,7 +154,7 @@ async def test_both_sides_decode_encrypted_media_and_show_the_same_safety_code(
     # Distinct pictures: each sees the other's colour, not its own.
     therapist_state = await e2ee_state(call.therapist)
     client_state = await e2ee_state(call.client)
-    assert therapist_state["lock"] == client_state["lock"] == "🔒"
+    assert therapist_state["lock"] == client_state["lock"] == "lock"
     assert SAFETY_CODE.match(therapist_state["code"]), therapist_state
     assert therapist_state["code"] == client_state["code"]
     assert therapist_state["codeShown"] and client_state["codeShown"]
@@ -416,7 +416,7 @@ async def test_a_tampered_public_key_is_a_visible_warning(web_server: WebServer,
         )
         state = await e2ee_state(page)
         assert state["text"].startswith("Achtung"), state
-        assert "bestätigt" not in state["text"] and state["lock"] == "⚠", state
+        assert "bestätigt" not in state["text"] and state["lock"] == "warning", state
         assert not state["codeShown"], state
         await expect(page.locator("#e2ee")).to_be_visible()
         await expect(page.locator("#btn-e2ee-confirm")).to_be_hidden()

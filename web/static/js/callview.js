@@ -2,6 +2,7 @@
 // switching, hang up, the peer's state and name, the connection-quality indicator, and the
 // "reconnecting" banner. Status changes are announced through an aria-live region.
 import { t, locale } from "./i18n.js";
+import { icon } from "./icons.js";
 import { fillDeviceSelects, getTrack, setSpeaker, speakerSelectable } from "./media.js";
 import { CHAT_MAX_CHARS, ERROR } from "./protocol.js";
 
@@ -142,7 +143,10 @@ export function showCall({ session, stream, role, onFinished, speakerId }) {
     const box = $("e2ee");
     box.dataset.state = state;
     $("e2ee-text").textContent = t(`e2ee.${state}`);
-    box.querySelector(".lock").textContent = state === "encrypted" || state === "verified" ? "🔒" : state === "warning" ? "⚠" : "";
+    const symbol = state === "encrypted" || state === "verified" ? "lock" : state === "warning" ? "warning" : "";
+    const lock = box.querySelector(".lock");
+    lock.dataset.icon = symbol;
+    lock.replaceChildren(...(symbol ? [icon(symbol)] : []));
     const showCode = Boolean(safetyCode) && (state === "encrypted" || state === "verified");
     $("e2ee-code-line").hidden = !showCode;
     $("e2ee-code").textContent = showCode ? safetyCode : "";

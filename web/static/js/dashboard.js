@@ -20,6 +20,7 @@ const links = new Map(Object.entries(JSON.parse(sessionStorage.getItem(LINKS_KEY
 let appointments = [];
 const live = new Map(); // appointment id → {state, client_name} from the WebSocket
 let editing = null; // the appointment being edited, or null for a new one
+const expandedNotes = new Set(); // ids whose note the therapist opened in full
 
 await ready;
 const me = await requireSignedIn();
@@ -96,10 +97,10 @@ function renderItem(appointment) {
   const { state, name } = currentState(appointment);
   const badge = item.querySelector(".badge");
   badge.classList.add(state);
-  badge.textContent = stateText(state, name);
-  const note = item.querySelector(".note");
-  note.textContent = appointment.note || "";
-  note.hidden = !appointment.note;
+  const status = stateText(state, name);
+  badge.querySelector(".badge-text").textContent = status;
+  badge.title = status; // a long name is cut with an ellipsis; the whole text is here
+  showNote(item.querySelector(".note"), id, appointment.note);
 
   const scheduled = appointment.state === "scheduled";
   const active = ["scheduled", "waiting", "in_call"].includes(appointment.state) && state !== "ended";
@@ -132,6 +133,34 @@ function renderItem(appointment) {
     box.querySelector(".copy").addEventListener("click", (event) => copyLink(link, event.currentTarget));
   }
   return item;
+}
+
+/**
+ * The note, clamped to two lines by the stylesheet so a long one does not make the row tall.
+ * The whole text stays in the DOM (screen readers read it all) and in the title; a click,
+ * Enter or Space opens it in full, and it stays open across the list's refreshes.
+ */
+function showNote(note, id, text) {
+  note.textContent = text || "";
+  note.hidden = !text;
+  note.title = text || "";
+  const open = expandedNotes.has(id);
+  note.classList.toggle("expanded", open);
+  note.setAttribute("aria-expanded", String(open));
+  const toggle = () => {
+    const nowOpen = !expandedNotes.has(id);
+    if (nowOpen) expandedNotes.add(id);
+    else expandedNotes.delete(id);
+    note.classList.toggle("expanded", nowOpen);
+    note.setAttribute("aria-expanded", String(nowOpen));
+  };
+  note.addEventListener("click", toggle);
+  note.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      toggle();
+    }
+  });
 }
 
 function currentState(appointment) {

@@ -4,6 +4,7 @@ import { showCall } from "./callview.js";
 import { secretFromFragment } from "./e2ee-keys.js";
 import { showEndScreen } from "./endscreen.js";
 import { ready, t, formatDay, formatTime } from "./i18n.js";
+import { icon } from "./icons.js";
 import {
   browserSupported, fillDeviceSelects, getMedia, mediaErrorKind, playTestTone,
   setSpeaker, speakerSelectable, startLevelMeter,
@@ -155,7 +156,8 @@ async function checkConnection() {
 function result(kind, text) {
   const item = document.createElement("li");
   item.className = `status-${kind}`;
-  item.textContent = (kind === "ok" ? "✓ " : kind === "bad" ? "✗ " : "") + text;
+  if (kind !== "pending") item.append(icon(kind === "ok" ? "check" : "cross"), " ");
+  item.append(text);
   return item;
 }
 
