@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import aioice.ice
 import pytest
 
 from tests.ports import PortRange, reserve_ports
@@ -30,10 +31,67 @@ class _EveryRecord(logging.Handler):
 _RECORDS = _EveryRecord()
 
 
+def whole_run_records() -> logging.Handler:
+    """The handler that keeps every record of the run for the privacy check."""
+    return _RECORDS
+
+
 def pytest_configure(config: pytest.Config) -> None:
     logging.getLogger().addHandler(_RECORDS)
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+@pytest.fixture(autouse=True)
+def same_start_for_every_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Process-wide state as the run configured it, whatever ran before (pytest-randomly
+    shuffles the order): ICE candidates on loopback only, and logging put back afterwards."""
+    # Tests must not depend on the host's network interfaces; tests/sfu/media_peers.py's
+    # use_loopback_only() does the same for good, this undoes it after each test.
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", _loopback_only)
+    saved = _logging_state()
+    yield
+    _restore_logging(saved)
+
+
+def _loopback_only(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    return ["127.0.0.1"]
+
+
+_LoggerState = tuple[int, bool, bool, list[logging.Handler]]
+
+
+def _logging_state() -> dict[str, _LoggerState]:
+    loggers = {
+        name: logger
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    loggers[""] = logging.getLogger()
+    return {
+        name: (logger.level, logger.propagate, logger.disabled, list(logger.handlers))
+        for name, logger in loggers.items()
+    }
+
+
+def _restore_logging(saved: dict[str, _LoggerState]) -> None:
+    """Levels, propagation and handlers as before the test (signaling.logs.configure_logging
+    changes all three). pytest's own capture handlers on the root logger come and go with each
+    test phase, so those are left to pytest."""
+    for name, (level, propagate, disabled, handlers) in saved.items():
+        logger = logging.getLogger(name or None)
+        logger.setLevel(level)
+        logger.propagate, logger.disabled = propagate, disabled
+        for handler in list(logger.handlers):
+            if handler not in handlers and not _pytests(handler):
+                logger.removeHandler(handler)
+        for handler in handlers:
+            if handler not in logger.handlers and not _pytests(handler):
+                logger.addHandler(handler)
+
+
+def _pytests(handler: logging.Handler) -> bool:
+    return type(handler).__module__.startswith("_pytest")
 
 
 @pytest.fixture
