@@ -13,7 +13,7 @@ from aiohttp import web
 from signaling.appointments import (
     appointment_json,
     create_appointment,
-    ensure_changeable,
+    ensure_cancellable,
     parse_new_appointment,
 )
 from signaling.config import Config
@@ -67,7 +67,7 @@ class IntegrationApi:
         key = await self._authenticate(request)
         appointment = await self._appointment(request)
         if appointment.state is not AppointmentState.CANCELLED:
-            ensure_changeable(appointment)
+            ensure_cancellable(appointment)  # a leaked link must be killable, even mid-call
             appointment = await self._storage.cancel_appointment(appointment.id)
             log_event(
                 logger, "appointment_cancelled", appointment_id=appointment.id, api_key=key.name

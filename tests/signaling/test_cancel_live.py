@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from signaling.credentials import hash_token
+from signaling.credentials import hash_token, new_token
 from signaling.storage import AppointmentState
 from tests.signaling.api_server import PUBLIC_URL, ApiServer, call, serving, write_config
 from tests.signaling.test_ws_call import book, close_code, consenting_client, seated
@@ -65,4 +65,22 @@ async def test_cancel_during_the_call_tells_both(server):
         assert stored.state is AppointmentState.CANCELLED
     finally:
         await in_room.close()
+        await client.close()
+
+
+async def test_the_portal_can_cancel_while_the_client_waits(server):
+    therapist, appointment_id, token = await book(server)
+    key = new_token()
+    await server.storage.add_api_key("portal", hash_token(key))
+    client = await consenting_client(server, token)
+    try:
+        await seated(client, invite=token)
+        async with server.client(Authorization=f"Bearer {key}") as portal:
+            status, body, _ = await call(portal, "DELETE", f"/api/v1/appointments/{appointment_id}")
+        assert status == 200, body
+        assert (await client.next("ended"))["reason"] == "cancelled"
+        stored = await server.storage.get_appointment(appointment_id)
+        assert stored.state is AppointmentState.CANCELLED
+    finally:
+        await therapist.close()
         await client.close()
