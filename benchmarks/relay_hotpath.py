@@ -44,6 +44,7 @@ from sfu.aiortc_glue import Wire
 from sfu.forwarder import Endpoint, Forwarder
 from sfu.header_extensions import MID_URI
 from sfu.media_params import KindParams
+from sfu.rtp import RTCP_SECOND_MAX, RTCP_SECOND_MIN, SRTP_FIRST_MAX, SRTP_FIRST_MIN
 
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
@@ -103,7 +104,6 @@ def leg_params(leg: LegNumbering, local_ssrc: dict[str, int]) -> dict[str, KindP
             local_ssrc=local_ssrc[kind],
             local_rtx_ssrc=local_ssrc[kind] + 1 if kind == "video" else None,
             feedback=feedback if kind == "video" else frozenset({("transport-cc", None)}),
-            remote_ssrcs=(),
         )
         for kind in ("audio", "video")
     }
@@ -303,11 +303,14 @@ def total_stage(scenario: str, kind: str) -> Stage:
             relay_rx.unprotect_rtcp,
             forwarder.on_rtp,
         )
+        # the drain loop's inline demultiplexing (sfu.rtp's byte ranges, bound to locals)
+        srtp_min, srtp_max = SRTP_FIRST_MIN, SRTP_FIRST_MAX
+        rtcp_min, rtcp_max = RTCP_SECOND_MIN, RTCP_SECOND_MAX
         start = time.perf_counter_ns()
         for data in protected:
-            if len(data) > 1 and 127 < data[0] < 192:
+            if len(data) > 1 and srtp_min <= data[0] <= srtp_max:
                 try:
-                    if 192 <= data[1] <= 223:
+                    if rtcp_min <= data[1] <= rtcp_max:
                         unprotect_rtcp(data)
                     else:
                         on_rtp(unprotect(data))

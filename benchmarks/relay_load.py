@@ -54,6 +54,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from sfu.rtp import HANDSHAKE, SRTP, demux, header_length
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RELAY_CPU, GENERATOR_CPU = 0, 1
 PORT_MIN, PORT_MAX = 43000, 43999  # away from the tests' 41000-41099
@@ -172,9 +174,9 @@ def relay_counters(rooms: list[Any]) -> dict[str, Any]:
     }
     for room in rooms:
         for forwarder in room.forwarders():
-            routes = forwarder._routes.values()
-            totals["routes"] += len(routes)
-            totals["routes_rewriting"] += sum(r.rewriter is not None for r in routes)
+            tables = forwarder.route_tables()
+            totals["routes"] += tables.media_routes + tables.rtx_routes
+            totals["routes_rewriting"] += tables.rewriting_routes
             c = forwarder.counters
             totals["forwarded"] += c.video_packets + c.audio_packets
             totals["dropped"] += c.dropped
@@ -442,25 +444,26 @@ class Receiver:
             except (BlockingIOError, InterruptedError):
                 return
             now = time.perf_counter()
-            if len(data) > 1 and 127 < data[0] < 192:
-                if 192 <= data[1] <= 223:
-                    continue  # RTCP from the relay (receiver reports, PLI): not counted
+            what = demux(data)
+            if what == SRTP:
                 try:
                     plain = unprotect(data)
                 except Exception:
                     self.unexpected += 1
                     continue
-                header_end = 12 + 4 * (plain[0] & 0x0F)
-                if plain[0] & 0x10:
-                    header_end += 4 + 4 * struct.unpack_from("!H", plain, header_end + 2)[0]
+                header_end = header_length(plain, plain[0])
+                if header_end < 0:
+                    self.unexpected += 1
+                    continue
                 number, packet_step = PAYLOAD_TAG.unpack_from(plain, header_end)
                 if packet_step != step or number >= len(arrived_at) or arrived_at[number]:
                     self.unexpected += 1
                     continue
                 arrived_at[number] = now
                 peer.received += 1
-            else:
+            elif what == HANDSHAKE:
                 protocol.datagram_received(data, addr)  # STUN consent checks, DTLS alerts
+            # SRTCP from the relay (receiver reports, PLI) is not counted
 
 
 @dataclass

@@ -66,6 +66,7 @@ from benchmarks.relay_load import (
     process_cpu_seconds,
     take_over,
 )
+from sfu.rtp import HANDSHAKE, SRTP, demux, header_length
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -724,18 +725,18 @@ class Traffic:
                 data, addr = sock.recvfrom(2048)
             except (BlockingIOError, InterruptedError):
                 return
-            if len(data) > 1 and 127 < data[0] < 192:
-                if 192 <= data[1] <= 223:
-                    continue  # RTCP from the relay (receiver reports, PLI): not counted
+            what = demux(data)
+            if what == SRTP:
                 try:
                     plain = unprotect(data)
                 except Exception:
                     self.undecryptable += 1
                     continue
                 now = clock()
-                at = 12 + 4 * (plain[0] & 0x0F)
-                if plain[0] & 0x10:
-                    at += 4 + 4 * ((plain[at + 2] << 8) | plain[at + 3])
+                at = header_length(plain, plain[0])
+                if at < 0:
+                    self.undecryptable += 1  # the relay never sends this: count it with garbage
+                    continue
                 sent_at, stream, number, interval = unpack_from(plain, at)
                 received[interval] += 1
                 samples = latencies.get(interval)
@@ -745,8 +746,9 @@ class Traffic:
                     self.reordered += 1
                 else:
                     highest[stream] = number
-            else:
+            elif what == HANDSHAKE:
                 protocol.datagram_received(data, addr)  # STUN consent checks, DTLS alerts
+            # SRTCP from the relay (receiver reports, PLI) is not counted
 
     def begin_interval(self, interval: int) -> None:
         self.latencies[interval] = array.array("d")

@@ -51,42 +51,76 @@ class Counters:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-class Route:
-    """Where packets of one incoming SSRC go, with everything precomputed for the hot path."""
+class Upstream:
+    """The receive side of one kind: the stream the source leg now sends, and its statistics.
+
+    One per kind, so a source that changes SSRC replaces its predecessor here instead of
+    growing a table; the relay's receiver reports are made from these.
+    """
+
+    __slots__ = ("params", "reception", "rtx_ssrc", "ssrc")
+
+    def __init__(self, params: KindParams) -> None:
+        self.params = params  # what the source leg negotiated for this kind
+        self.ssrc: int | None = None  # the source SSRC now forwarded
+        self.rtx_ssrc: int | None = None  # the source's RTX SSRC, once one was seen
+        self.reception: ReceptionStats | None = None  # of ``ssrc``
+
+
+class Downstream:
+    """The send side of one kind: the one continuous stream the sink leg receives."""
+
+    __slots__ = ("cache", "mapping", "params", "rtx_seq", "sent_reports")
+
+    def __init__(self, params: KindParams) -> None:
+        self.params = params  # what the sink leg negotiated for this kind
+        self.mapping = StreamMapping(params.clock_rate)
+        self.cache = PacketCache() if params.nack else None
+        self.rtx_seq = 0  # the last sequence number sent on the sink's RTX stream
+        self.sent_reports: dict[int, float] = {}  # SR NTP middle bits -> when we sent it
+
+
+class MediaRoute:
+    """Where packets of the source's current media SSRC of one kind go: everything ``on_rtp``
+    needs, one attribute away."""
 
     __slots__ = (
         "cache",
-        "is_rtx",
-        "kind",
+        "is_video",
         "mapping",
         "out_pt",
         "out_ssrc",
         "reception",
         "rewriter",
-        "seq_offset",
-        "ts_offset",
+        "wire",
     )
 
-    def __init__(self) -> None:
-        self.cache: PacketCache | None = None
-        self.is_rtx = False
-        self.kind = ""
-        self.mapping: StreamMapping | None = None
-        self.out_pt = 0
-        self.out_ssrc = 0
-        self.reception: ReceptionStats | None = None
-        self.rewriter: ExtensionRewriter | None = None  # None: forward the block unchanged
-        self.seq_offset = 0
-        self.ts_offset = 0
+    def __init__(
+        self,
+        upstream: Upstream,
+        downstream: Downstream,
+        rewriter: ExtensionRewriter | None,
+        wire: Sender,
+    ) -> None:
+        self.is_video = downstream.params.kind == "video"
+        self.mapping = downstream.mapping
+        self.cache = downstream.cache
+        self.out_pt = downstream.params.payload_type
+        self.out_ssrc = downstream.params.local_ssrc
+        self.reception = upstream.reception
+        self.rewriter = rewriter  # None: forward the extension block unchanged
+        self.wire = wire  # the sink's; routes are rebuilt whenever the sink changes
 
 
-class Outbound:
-    """The sink-side stream of one kind: continuity, cache and RTX numbering."""
+class RtxRoute:
+    """Where the source's RTX packets of one kind go: unwrapped, renumbered through the kind's
+    main stream, and wrapped again for the sink's RTX stream (or sent as the original)."""
 
-    __slots__ = ("cache", "mapping", "rtx_seq", "sent_reports")
+    __slots__ = ("downstream", "rewriter", "upstream")
 
-    def __init__(self, clock_rate: int, with_cache: bool) -> None:
-        self.mapping = StreamMapping(clock_rate)
-        self.cache = PacketCache() if with_cache else None
-        self.rtx_seq = 0
-        self.sent_reports: dict[int, float] = {}  # SR NTP middle bits -> when we sent it
+    def __init__(
+        self, upstream: Upstream, downstream: Downstream, rewriter: ExtensionRewriter | None
+    ) -> None:
+        self.upstream = upstream
+        self.downstream = downstream
+        self.rewriter = rewriter

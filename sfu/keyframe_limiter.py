@@ -11,17 +11,15 @@ DEFAULT_INTERVAL = 0.5  # seconds
 
 
 class KeyframeRequestLimiter:
-    __slots__ = ("_interval", "_last", "suppressed")
+    __slots__ = ("_interval", "_last")
 
     def __init__(self, interval: float = DEFAULT_INTERVAL) -> None:
         self._interval = interval
         self._last = float("-inf")
-        self.suppressed = 0
 
     def allow(self, now: float) -> bool:
         """True if a request may go upstream now (and records it as sent)."""
         if now - self._last < self._interval:
-            self.suppressed += 1
             return False
         self._last = now
         return True

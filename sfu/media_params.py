@@ -1,10 +1,17 @@
-"""What one leg negotiated per media kind, in the compact form the forwarder reads."""
+"""What one leg negotiated per media kind, in the compact form the forwarder reads.
+
+Plain data: the forwarder and its tests and benchmarks must not load aiortc. ``kind_params``
+reads aiortc's parameter objects by attribute only, so aiortc_glue's type is imported for the
+annotation alone.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .aiortc_glue import NegotiatedMedia
+if TYPE_CHECKING:
+    from .aiortc_glue import NegotiatedMedia
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +31,6 @@ class KindParams:
     local_ssrc: int  # the SSRC the relay sends this leg's browser for this kind
     local_rtx_ssrc: int | None
     feedback: frozenset[tuple[str, str | None]]
-    remote_ssrcs: tuple[int, ...]  # what the browser announced it will send (may be empty)
 
     @property
     def nack(self) -> bool:
@@ -53,14 +59,6 @@ def kind_params(media: NegotiatedMedia) -> KindParams | None:
         ),
         None,
     )
-    remote_ssrcs: tuple[int, ...] = ()
-    if media.receive is not None:
-        remote_ssrcs = tuple(
-            ssrc
-            for enc in media.receive.encodings
-            for ssrc in (enc.ssrc, enc.rtx.ssrc if enc.rtx else None)
-            if ssrc
-        )
     return KindParams(
         kind=media.kind,
         mid=media.mid,
@@ -71,5 +69,4 @@ def kind_params(media: NegotiatedMedia) -> KindParams | None:
         local_ssrc=media.local_ssrc,
         local_rtx_ssrc=media.local_rtx_ssrc if rtx else None,
         feedback=frozenset((fb.type, fb.parameter) for fb in main.rtcpFeedback),
-        remote_ssrcs=remote_ssrcs,
     )

@@ -8,8 +8,6 @@ Packets older than ``max_age`` are treated as misses so a stalled stream never r
 
 from __future__ import annotations
 
-import time
-
 DEFAULT_SLOTS = 1024  # power of two: the index is a mask, not a modulo
 DEFAULT_MAX_AGE = 1.0  # seconds; NACKs for older packets cannot help the receiver
 
@@ -32,17 +30,10 @@ class PacketCache:
         self._seqs[index] = seq
         self._times[index] = now
 
-    def get(self, seq: int, now: float | None = None) -> bytes | None:
+    def get(self, seq: int, now: float) -> bytes | None:
         index = seq & self._mask
         if self._seqs[index] != seq:
             return None
-        if now is None:
-            now = time.monotonic()
         if now - self._times[index] > self._max_age:
             return None
         return self._packets[index]
-
-    def clear(self) -> None:
-        slots = self._mask + 1
-        self._packets = [None] * slots
-        self._seqs = [-1] * slots

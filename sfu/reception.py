@@ -65,11 +65,6 @@ class ReceptionStats:
     def extended_max(self) -> int:
         return self.cycles + self.max_seq
 
-    @property
-    def cumulative_lost(self) -> int:
-        expected = self.extended_max - self.base_seq + 1
-        return expected - self.received
-
     def report_block(self, now: float) -> ReportBlock:
         """A report block for the interval since the last call (which it then starts anew)."""
         expected = self.extended_max - self.base_seq + 1

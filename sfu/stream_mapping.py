@@ -45,20 +45,30 @@ class StreamMapping:
         self.seq_offset = (self.last_out_seq + 1 - first_seq) % SEQ_MOD
         self.ts_offset = (self.last_out_ts + ts_step - first_ts) % TS_MOD
 
-    def sent(self, out_seq: int, out_ts: int, now: float) -> None:
-        """Record the newest packet sent, so the next source can continue after it."""
+    def forward(self, seq: int, ts: int, now: float) -> tuple[int, int]:
+        """The outgoing (seq, ts) of a packet of the current source forwarded now.
+
+        The newest packet sent is remembered, so the next source can continue after it; a late,
+        reordered packet must not pull that continuation point back. The forwarder's hot path
+        calls this once per packet, so it is kept to a few integer operations.
+        """
+        out_seq = (seq + self.seq_offset) & 0xFFFF
+        out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
         last = self.last_out_seq
-        # only move forward: a late, reordered packet must not pull the continuation point back
-        if last is None or (out_seq - last) % SEQ_MOD < SEQ_MOD // 2:
+        if last is None or (out_seq - last) & 0xFFFF < 0x8000:
             self.last_out_seq = out_seq
             self.last_out_ts = out_ts
             self.last_time = now
+        return out_seq, out_ts
 
     def out_seq(self, seq: int) -> int:
+        """The outgoing number of a source packet, without recording it (retransmissions)."""
         return (seq + self.seq_offset) % SEQ_MOD
 
-    def in_seq(self, out_seq: int) -> int:
-        return (out_seq - self.seq_offset) % SEQ_MOD
-
     def out_ts(self, ts: int) -> int:
+        """The outgoing timestamp of a source timestamp (retransmissions, sender reports)."""
         return (ts + self.ts_offset) % TS_MOD
+
+    def in_seq(self, out_seq: int) -> int:
+        """The source's number of an outgoing packet (NACKs passed upstream)."""
+        return (out_seq - self.seq_offset) % SEQ_MOD

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-import sfu.forwarder
 from sfu import rtcp
 from sfu.forwarder import Endpoint, Forwarder
 from sfu.header_extensions import MID_URI, ONE_BYTE_PROFILE, build_block, parse_elements
@@ -39,7 +38,6 @@ SOURCE_VIDEO = KindParams(
     local_ssrc=RELAY_TO_SOURCE_SSRC,
     local_rtx_ssrc=RELAY_TO_SOURCE_SSRC + 1,
     feedback=ALL_FEEDBACK,
-    remote_ssrcs=(SOURCE_SSRC, SOURCE_RTX_SSRC),
 )
 SINK_VIDEO = KindParams(
     kind="video",
@@ -51,7 +49,6 @@ SINK_VIDEO = KindParams(
     local_ssrc=SINK_SSRC,
     local_rtx_ssrc=SINK_RTX_SSRC,
     feedback=ALL_FEEDBACK,
-    remote_ssrcs=(),
 )
 SINK_WITHOUT_RTX = replace(SINK_VIDEO, rtx_payload_type=None, local_rtx_ssrc=None)
 
@@ -79,11 +76,9 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch) -> Clock:
-    """The forwarder's time.monotonic, under the test's control."""
-    fake = Clock()
-    monkeypatch.setattr(sfu.forwarder, "time", fake)
-    return fake
+def clock() -> Clock:
+    """The forwarder's clock, under the test's control."""
+    return Clock()
 
 
 @dataclass
@@ -93,8 +88,8 @@ class Call:
     sink: Wire = field(default_factory=Wire)
 
 
-def connect(source: KindParams = SOURCE_VIDEO, sink: KindParams = SINK_VIDEO) -> Call:
-    call = Call(Forwarder(keyframe_interval=0.5))
+def connect(clock: Clock, source: KindParams = SOURCE_VIDEO, sink: KindParams = SINK_VIDEO) -> Call:
+    call = Call(Forwarder(keyframe_interval=0.5, clock=clock.monotonic))
     call.forwarder.set_source(Endpoint({source.kind: source}, call.source))
     call.forwarder.set_sink(Endpoint({sink.kind: sink}, call.sink))
     return call
@@ -105,7 +100,7 @@ def reconnected(clock: Clock, sink: KindParams = SINK_VIDEO) -> Call:
 
     The new source numbers from seq 7000 / ts 123; the sink sees that as seq 1001 / ts 95000.
     """
-    call = connect(sink=sink)
+    call = connect(clock, sink=sink)
     call.forwarder.on_rtp(rtp_packet(1000, ts=50_000))
     clock.now += 0.5
     call.source = Wire()
@@ -213,31 +208,31 @@ def transport_cc(media_ssrc: int, body: bytes) -> bytes:
 
 
 def test_forwarded_packet_carries_the_sinks_ssrc(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10))
     assert parse_rtp(call.sink.rtp[0]).ssrc == SINK_SSRC
 
 
 def test_forwarded_packet_carries_the_sinks_payload_type(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10))
     assert parse_rtp(call.sink.rtp[0]).pt == SINK_PT
 
 
 def test_marker_bit_survives_forwarding(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10, marker=True))
     assert parse_rtp(call.sink.rtp[0]).marker
 
 
 def test_payload_is_forwarded_unchanged(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10, payload=b"\x90\x80vp8 bytes"))
     assert parse_rtp(call.sink.rtp[0]).payload == b"\x90\x80vp8 bytes"
 
 
 def test_first_source_keeps_its_sequence_numbers_and_timestamps(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(4321, ts=777_000))
     out = parse_rtp(call.sink.rtp[0])
     assert (out.seq, out.ts) == (4321, 777_000)
@@ -264,7 +259,7 @@ def test_new_source_keeps_its_own_spacing_after_the_switch(clock):
 
 
 def test_header_extension_ids_are_rewritten_to_the_sinks_ids(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10, extensions=[(2, b"\x01\x02\x03"), (3, b"\x00\x07")]))
     assert parse_rtp(call.sink.rtp[0]).extensions == (
         ONE_BYTE_PROFILE,
@@ -273,20 +268,20 @@ def test_header_extension_ids_are_rewritten_to_the_sinks_ids(clock):
 
 
 def test_mid_extension_carries_the_sinks_mid(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10, extensions=[(4, b"0")]))
     assert parse_rtp(call.sink.rtp[0]).extensions == (ONE_BYTE_PROFILE, [(1, b"1")])
 
 
 def test_payload_follows_a_rewritten_extension_block_of_another_length(clock):
-    call = connect(sink=replace(SINK_VIDEO, ext_ids={MID_URI: 1}))
+    call = connect(clock, sink=replace(SINK_VIDEO, ext_ids={MID_URI: 1}))
     call.forwarder.on_rtp(rtp_packet(10, extensions=[(2, b"\x01\x02\x03"), (4, b"0")]))
     assert parse_rtp(call.sink.rtp[0]).payload == b"frame-data"
 
 
 def test_packet_is_forwarded_byte_for_byte_apart_from_ssrc_and_pt_when_legs_agree(clock):
     sink = replace(SINK_VIDEO, ext_ids=SOURCE_VIDEO.ext_ids, mid=SOURCE_VIDEO.mid)
-    call = connect(sink=sink)
+    call = connect(clock, sink=sink)
     packet = rtp_packet(10, extensions=[(2, b"\x01\x02\x03"), (4, b"0")], padding=4)
     call.forwarder.on_rtp(packet)
     expected = bytearray(packet)
@@ -295,20 +290,20 @@ def test_packet_is_forwarded_byte_for_byte_apart_from_ssrc_and_pt_when_legs_agre
 
 
 def test_packet_with_unknown_payload_type_is_dropped(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10, pt=35))
     assert (call.sink.rtp, call.forwarder.counters.dropped) == ([], 1)
 
 
 def test_packet_before_a_sink_joins_is_not_counted_as_dropped(clock):
-    forwarder = Forwarder()
+    forwarder = Forwarder(clock=clock.monotonic)
     forwarder.set_source(Endpoint({"video": SOURCE_VIDEO}, Wire()))
     forwarder.on_rtp(rtp_packet(10))
     assert forwarder.counters.dropped == 0
 
 
 def test_forwarded_video_is_counted_in_packets_and_bytes(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10))
     call.forwarder.on_rtp(rtp_packet(11))
     counters = call.forwarder.counters
@@ -319,20 +314,20 @@ def test_forwarded_video_is_counted_in_packets_and_bytes(clock):
 
 
 def test_packet_shorter_than_the_fixed_header_is_dropped(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10)[:11])
     assert (call.sink.rtp, call.forwarder.counters.dropped) == ([], 1)
 
 
 def test_packet_whose_extension_runs_past_the_end_is_dropped(clock):
-    call = connect()
+    call = connect(clock)
     truncated = rtp_packet(10, extensions=[(2, b"\x01\x02\x03")], payload=b"")
     call.forwarder.on_rtp(truncated[:-2])
     assert (call.sink.rtp, call.forwarder.counters.dropped) == ([], 1)
 
 
 def test_packet_whose_extension_header_is_cut_off_is_dropped(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10, extensions=[(2, b"\x01\x02\x03")])[:14])
     assert (call.sink.rtp, call.forwarder.counters.dropped) == ([], 1)
 
@@ -341,7 +336,7 @@ def test_packet_whose_extension_header_is_cut_off_is_dropped(clock):
 
 
 def test_nack_for_a_cached_packet_is_answered_on_the_sinks_rtx_stream(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10, ts=900))
     call.sink.rtp.clear()
     sink_sends(call, rtcp.build_nack(SINK_BROWSER_SSRC, SINK_SSRC, [10]))
@@ -358,7 +353,7 @@ def test_rtx_answer_starts_with_the_original_sequence_number_then_the_payload(cl
 
 
 def test_rtx_answers_are_numbered_in_their_own_consecutive_sequence(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10))
     call.forwarder.on_rtp(rtp_packet(11))
     call.sink.rtp.clear()
@@ -368,7 +363,7 @@ def test_rtx_answers_are_numbered_in_their_own_consecutive_sequence(clock):
 
 
 def test_nack_for_a_cached_packet_is_answered_with_the_original_when_the_sink_has_no_rtx(clock):
-    call = connect(sink=SINK_WITHOUT_RTX)
+    call = connect(clock, sink=SINK_WITHOUT_RTX)
     call.forwarder.on_rtp(rtp_packet(10, ts=900))
     sent = call.sink.rtp.pop()
     sink_sends(call, rtcp.build_nack(SINK_BROWSER_SSRC, SINK_SSRC, [10]))
@@ -376,7 +371,7 @@ def test_nack_for_a_cached_packet_is_answered_with_the_original_when_the_sink_ha
 
 
 def test_nack_answered_from_the_cache_is_not_sent_upstream(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10))
     sink_sends(call, rtcp.build_nack(SINK_BROWSER_SSRC, SINK_SSRC, [10]))
     assert upstream_nacks(call) == []
@@ -395,7 +390,7 @@ def test_nack_for_an_uncached_packet_goes_upstream_with_the_sources_numbering(cl
 
 
 def test_nack_for_a_packet_older_than_the_cache_keeps_goes_upstream(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10))
     clock.now += 2.0
     sink_sends(call, rtcp.build_nack(SINK_BROWSER_SSRC, SINK_SSRC, [10]))
@@ -404,14 +399,14 @@ def test_nack_for_a_packet_older_than_the_cache_keeps_goes_upstream(clock):
 
 def test_uncached_nack_is_not_sent_upstream_when_the_source_did_not_negotiate_nack(clock):
     source = replace(SOURCE_VIDEO, feedback=frozenset({("nack", "pli")}))
-    call = connect(source=source)
+    call = connect(clock, source=source)
     call.forwarder.on_rtp(rtp_packet(10))
     sink_sends(call, rtcp.build_nack(SINK_BROWSER_SSRC, SINK_SSRC, [9]))
     assert upstream_nacks(call) == []
 
 
 def test_nack_for_an_ssrc_the_relay_does_not_send_is_ignored(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10))
     call.sink.rtp.clear()
     sink_sends(call, rtcp.build_nack(SINK_BROWSER_SSRC, 0xDEAD, [10]))
@@ -423,7 +418,7 @@ def test_nack_for_an_ssrc_the_relay_does_not_send_is_ignored(clock):
 
 def video_flowing(clock: Clock) -> Call:
     """A call whose video has flowed for a while, with earlier upstream RTCP forgotten."""
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10))
     clock.now += 1.0
     call.forwarder.on_rtp(rtp_packet(11))
@@ -432,7 +427,7 @@ def video_flowing(clock: Clock) -> Call:
 
 
 def test_first_video_packet_from_a_source_asks_it_for_a_keyframe(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10))
     assert upstream_plis(call) == [(RELAY_TO_SOURCE_SSRC, SOURCE_SSRC)]
 
@@ -503,7 +498,7 @@ def test_source_sender_report_reaches_the_sink_in_the_sinks_numbering(clock):
 
 
 def test_sender_report_for_an_ssrc_not_being_forwarded_is_not_sent(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10))
     report = source_sender_report(0xDEAD, 0)
     call.forwarder.on_source_sender_report(rtcp.build_sender_report(report))
@@ -511,7 +506,7 @@ def test_sender_report_for_an_ssrc_not_being_forwarded_is_not_sent(clock):
 
 
 def test_sender_report_is_echoed_in_the_relays_receiver_report(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10))
     report = source_sender_report(SOURCE_SSRC, 0)
     call.forwarder.on_source_sender_report(rtcp.build_sender_report(report))
@@ -527,7 +522,7 @@ def test_sender_report_is_echoed_in_the_relays_receiver_report(clock):
 
 
 def test_remb_from_the_sink_goes_upstream_naming_the_sources_ssrc(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10))
     sink_sends(call, rtcp.build_remb(SINK_BROWSER_SSRC, 1_000_000, [SINK_SSRC]))
     (remb,) = upstream_rembs(call)
@@ -539,14 +534,14 @@ def test_remb_from_the_sink_goes_upstream_naming_the_sources_ssrc(clock):
 
 def test_remb_is_not_forwarded_when_the_source_did_not_negotiate_goog_remb(clock):
     source = replace(SOURCE_VIDEO, feedback=ALL_FEEDBACK - {("goog-remb", None)})
-    call = connect(source=source)
+    call = connect(clock, source=source)
     call.forwarder.on_rtp(rtp_packet(10))
     sink_sends(call, rtcp.build_remb(SINK_BROWSER_SSRC, 1_000_000, [SINK_SSRC]))
     assert upstream_rembs(call) == []
 
 
 def test_transport_cc_from_the_sink_goes_upstream_with_translated_ssrcs(clock):
-    call = connect()
+    call = connect(clock)
     call.forwarder.on_rtp(rtp_packet(10))
     body = bytes(range(20))
     sink_sends(call, transport_cc(SINK_SSRC, body))
@@ -557,7 +552,7 @@ def test_transport_cc_from_the_sink_goes_upstream_with_translated_ssrcs(clock):
 
 def test_transport_cc_is_not_forwarded_when_the_source_did_not_negotiate_it(clock):
     source = replace(SOURCE_VIDEO, feedback=ALL_FEEDBACK - {("transport-cc", None)})
-    call = connect(source=source)
+    call = connect(clock, source=source)
     call.forwarder.on_rtp(rtp_packet(10))
     sink_sends(call, transport_cc(SINK_SSRC, bytes(20)))
     assert upstream_transport_cc(call) == []
@@ -647,24 +642,72 @@ def test_rtx_whose_extension_runs_past_the_end_is_not_forwarded(clock):
 def test_packet_whose_extensions_the_sink_did_not_negotiate_is_sent_without_an_extension_block(
     clock,
 ):
-    call = connect(sink=replace(SINK_VIDEO, ext_ids={}))
+    call = connect(clock, sink=replace(SINK_VIDEO, ext_ids={}))
     call.forwarder.on_rtp(rtp_packet(10, extensions=[(2, b"\x01\x02\x03")], payload=b"frame-data"))
     out = parse_rtp(call.sink.rtp[0])
     assert (out.extensions, out.payload) == (None, b"frame-data")
 
 
 def test_packet_whose_extension_runs_past_the_end_is_dropped_when_legs_agree_on_ids(clock):
-    call = connect(sink=replace(SINK_VIDEO, ext_ids=SOURCE_VIDEO.ext_ids, mid=SOURCE_VIDEO.mid))
+    call = connect(
+        clock, sink=replace(SINK_VIDEO, ext_ids=SOURCE_VIDEO.ext_ids, mid=SOURCE_VIDEO.mid)
+    )
     truncated = rtp_packet(10, extensions=[(2, b"\x01\x02\x03")], payload=b"")
     call.forwarder.on_rtp(truncated[:-2])
     assert (call.sink.rtp, call.forwarder.counters.dropped) == ([], 1)
 
 
 def test_loss_on_the_source_leg_is_counted_once_per_report_interval(clock):
-    call = connect()
+    call = connect(clock)
     for seq in (10, 11, 14, 15):  # 12 and 13 never arrive
         call.forwarder.on_rtp(rtp_packet(seq))
     call.forwarder.receiver_report_blocks(clock.now)
     assert call.forwarder.counters.packets_lost == 2
     call.forwarder.receiver_report_blocks(clock.now)
     assert call.forwarder.counters.packets_lost == 2
+
+
+# --- bounded state, dependencies ------------------------------------------------------------
+
+
+def test_a_flood_of_new_source_ssrcs_keeps_one_media_route_and_one_reception(clock):
+    call = connect(clock)
+    for n in range(50):
+        call.forwarder.on_rtp(rtp_packet(10, ssrc=0x3000_0000 + n))
+    tables = call.forwarder.route_tables()
+    assert (tables.media_routes, tables.receptions) == (1, 1)
+
+
+def test_a_flood_of_new_rtx_ssrcs_keeps_one_rtx_route(clock):
+    call = connect(clock)
+    call.forwarder.on_rtp(rtp_packet(10))
+    for n in range(50):
+        call.forwarder.on_rtp(rtx_packet(osn=10, ts=0, rtx_seq=n))
+        call.forwarder.on_rtp(
+            rtp_packet(n, ssrc=0x3000_0000 + n, pt=SOURCE_RTX_PT, payload=b"\x00\x0aagain")
+        )
+    assert call.forwarder.route_tables().rtx_routes == 1
+
+
+def test_importing_the_forwarder_does_not_load_aiortc():
+    """The forwarder is pure packet logic; aiortc (and its codecs) stay in aiortc_glue. The
+    package's __init__ loads the relay and with it aiortc, so the check imports sfu.forwarder
+    below a bare package of the same directory."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import sfu
+
+    script = (
+        "import sys, types\n"
+        "package = types.ModuleType('sfu')\n"
+        f"package.__path__ = [{str(Path(sfu.__file__).parent)!r}]\n"
+        "sys.modules['sfu'] = package\n"
+        "import sfu.forwarder\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiortc', 'aioice', 'av')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert (result.returncode, result.stderr, result.stdout.strip()) == (0, "", "[]")

@@ -59,13 +59,6 @@ def test_packet_older_than_max_age_is_a_miss():
     assert cache.get(5, now=11.01) is None
 
 
-def test_clear_forgets_every_packet():
-    cache = PacketCache(slots=8, max_age=1.0)
-    cache.store(5, b"five", now=10.0)
-    cache.clear()
-    assert cache.get(5, now=10.0) is None
-
-
 @pytest.mark.parametrize("slots", [1, 2, 1024])
 def test_power_of_two_slot_counts_are_accepted(slots):
     cache = PacketCache(slots=slots)

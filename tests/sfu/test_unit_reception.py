@@ -49,13 +49,13 @@ def test_cumulative_lost_is_expected_minus_received():
 def test_cumulative_lost_counts_across_the_wrap():
     stats = ReceptionStats(1, AUDIO_CLOCK, first_seq=65534)
     receive(stats, [65534, 65535, 2])
-    assert stats.cumulative_lost == 2
+    assert stats.report_block(now=101.0).cumulative_lost == 2
 
 
 def test_duplicates_make_cumulative_lost_negative():
     stats = ReceptionStats(1, AUDIO_CLOCK, first_seq=10)
     receive(stats, [10, 11, 11, 12, 12])
-    assert stats.cumulative_lost == -2
+    assert stats.report_block(now=101.0).cumulative_lost == -2
 
 
 def test_fraction_lost_is_the_intervals_loss_in_256ths():

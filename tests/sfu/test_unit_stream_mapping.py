@@ -11,7 +11,7 @@ def mapping_after_first_source(last_seq: int, last_ts: int, at: float) -> Stream
     """A mapping whose first source has sent its last packet (``last_seq``, ``last_ts``) at ``at``."""
     mapping = StreamMapping(VIDEO_CLOCK)
     mapping.start_source(last_seq, last_ts, now=at - 1.0)
-    mapping.sent(mapping.out_seq(last_seq), mapping.out_ts(last_ts), now=at)
+    mapping.forward(last_seq, last_ts, now=at)
     return mapping
 
 
@@ -60,7 +60,7 @@ def test_new_source_timestamp_advances_one_tick_when_the_clock_went_backwards():
 def test_new_source_uses_the_stream_clock_rate():
     mapping = StreamMapping(48_000)
     mapping.start_source(0, 0, now=0.0)
-    mapping.sent(0, 1000, now=1.0)
+    mapping.forward(0, 1000, now=1.0)
     mapping.start_source(first_seq=0, first_ts=0, now=1.25)
     assert mapping.out_ts(0) == 1000 + 12_000
 
@@ -92,8 +92,8 @@ def test_in_seq_inverts_out_seq_across_the_wrap():
 def test_reordered_older_packet_does_not_pull_the_continuation_point_back():
     mapping = StreamMapping(VIDEO_CLOCK)
     mapping.start_source(100, 0, now=0.0)
-    mapping.sent(105, 5000, now=1.0)
-    mapping.sent(103, 3000, now=1.1)
+    mapping.forward(105, 5000, now=1.0)
+    mapping.forward(103, 3000, now=1.1)
     mapping.start_source(first_seq=0, first_ts=0, now=1.0)
     assert mapping.out_seq(0) == 106
 
@@ -101,7 +101,7 @@ def test_reordered_older_packet_does_not_pull_the_continuation_point_back():
 def test_newer_packet_across_the_sequence_wrap_moves_the_continuation_point():
     mapping = StreamMapping(VIDEO_CLOCK)
     mapping.start_source(65534, 0, now=0.0)
-    mapping.sent(65534, 0, now=1.0)
-    mapping.sent(1, 0, now=1.0)
+    mapping.forward(65534, 0, now=1.0)
+    mapping.forward(1, 0, now=1.0)
     mapping.start_source(first_seq=500, first_ts=0, now=1.0)
     assert mapping.out_seq(500) == 2
