@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["BLOCK", "PortRange", "reserve_ports"]
+__all__ = ["BLOCK", "PortRange", "hold", "reserve_ports"]
 
 # Every reservation starts on a multiple of BLOCK and spans whole blocks: two reservations never
 # overlap even when they differ in size, because each holds the lock of every block it spans.
@@ -94,6 +94,20 @@ def reserve_ports(size: int = 1, tcp: bool = False) -> PortRange:
         f"no {size} contiguous free ports in {bottom}-{top - 1} (blocks held by other runs are "
         f"locked in {LOCK_DIR}; ports bound by other programs are skipped)"
     )
+
+
+def hold(name: str) -> int | None:
+    """An exclusive hold on ``name`` (anything else test runs must not share, such as a subnet)
+    for every caller on the machine: a descriptor to ``os.close`` when done, or None when another
+    process or caller holds it."""
+    LOCK_DIR.mkdir(mode=0o777, exist_ok=True)
+    fd = os.open(LOCK_DIR / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _search_window() -> tuple[int, int]:

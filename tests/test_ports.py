@@ -3,6 +3,7 @@ ports that other programs hold."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -80,3 +81,14 @@ def test_a_port_another_program_bound_is_never_handed_out(two_blocks):
 def test_the_search_fails_with_a_message_when_everything_is_held(two_blocks):
     with reserve_ports(2 * BLOCK), pytest.raises(RuntimeError, match="no 1 contiguous free"):
         reserve_ports(1)
+
+
+def test_a_held_name_is_refused_until_its_holder_lets_go(tmp_path, monkeypatch):
+    monkeypatch.setattr(ports, "LOCK_DIR", tmp_path)
+    first = ports.hold("subnet-10.77.1-2")
+    assert first is not None
+    assert ports.hold("subnet-10.77.1-2") is None
+    os.close(first)
+    again = ports.hold("subnet-10.77.1-2")
+    assert again is not None
+    os.close(again)

@@ -12,11 +12,13 @@ import asyncio
 import base64
 import json
 import os
+import random
 import re
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import pytest
 
 from sfu import Relay, RelayConfig
 from tests.hardening.netns_peer import ENOUGH_RTCP, ENOUGH_RTP
+from tests.ports import hold
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,11 +68,35 @@ def _remove_site(tag: str) -> None:
 
 @pytest.fixture
 def sites() -> Iterator[tuple[Site, Site]]:
-    try:
-        yield _make_site("a", 1), _make_site("b", 2)
-    finally:
-        _remove_site("a")
-        _remove_site("b")
+    with two_free_subnets() as (first, second):
+        try:
+            yield _make_site("a", first), _make_site("b", second)
+        finally:
+            _remove_site("a")
+            _remove_site("b")
+
+
+@contextmanager
+def two_free_subnets() -> Iterator[tuple[int, int]]:
+    """Two /24s of 10.77.0.0/16 (their third octets) that no concurrent run holds
+    (tests/ports.py's hold) and no interface of the root namespace uses: two runs with the same
+    subnet on two veth links would route each other's packets."""
+    used = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+    candidates = [n for n in range(1, 255, 2) if f" 10.77.{n}." not in used]
+    candidates = [n for n in candidates if f" 10.77.{n + 1}." not in used]
+    random.shuffle(candidates)
+    for first in candidates:
+        lock = hold(f"subnet-10.77.{first}-{first + 1}")
+        if lock is None:
+            continue
+        try:
+            yield first, first + 1
+        finally:
+            os.close(lock)
+        return
+    raise RuntimeError("no two free /24s left in 10.77.0.0/16 for the network namespaces")
 
 
 @pytest.fixture
