@@ -221,7 +221,7 @@ def serve_and_stop(process: subprocess.Popen, port: int) -> None:
     try:
         first_line = process.stdout.readline()
         assert first_line == f"Sprechzimmer is listening on http://127.0.0.1:{port}\n"
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # a deadline: it answers within a second when idle
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:

@@ -39,7 +39,7 @@ async def served(tmp_path: Path, udp_ports: PortRange) -> AsyncIterator[Served]:
 async def closed_with(side: Side) -> int:
     """The code of the server's close frame. (``ws.close_code`` can read 1006 instead: aiohttp
     drops the transport once its close frame is out, racing the client's reply.)"""
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(15):
         msg = await side.ws.receive()
     assert msg.type == aiohttp.WSMsgType.CLOSE, msg
     return msg.data

@@ -359,9 +359,9 @@ async def test_a_flood_of_messages_is_cut_off(server):
         await side.connect()
         for _ in range(80):
             await side.ws.send_str('{"v": 1, "type": "dance"}')
-        error = await side.next("error", timeout=5)
+        error = await side.next("error")
         while error["code"] != "rate_limited":
-            error = await side.next("error", timeout=5)
+            error = await side.next("error")
         assert await close_code(side) == 4029
     finally:
         await side.close()

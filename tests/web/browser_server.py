@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest_asyncio
 from aiohttp import web
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from signaling.app import create_app
 from signaling.storage.sqlite import SqliteStorage
@@ -116,9 +116,17 @@ class WebServer:
         return body
 
 
+# Playwright's expect() gives up after 5 s by default. A page reacting to a WebSocket message
+# on a 2-core machine with chromium, the server and the relay in one event loop, and the other
+# core busy, can take longer than that without anything being wrong; a deadline costs nothing
+# while the condition comes true.
+EXPECT_TIMEOUT_MS = 20_000
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
     """One chromium per test module; each test gets fresh contexts (no shared state)."""
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -161,7 +169,7 @@ async def screenshot(page: Page, name: str) -> None:
     await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
-async def poll(page: Page, expression: str, timeout: float = 10.0) -> bool:
+async def poll(page: Page, expression: str, timeout: float = 20.0) -> bool:
     """Evaluate `expression` until it is truthy (wait_for_function would resolve at once on a
     Promise); False after `timeout` seconds."""
     loop = asyncio.get_running_loop()

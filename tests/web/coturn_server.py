@@ -26,12 +26,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, async_playwright, expect
 
 from tests.ports import PortRange, reserve_ports
 from tests.privacy_canaries import remember
 from tests.signaling.test_app import write_self_signed_cert
-from tests.web.browser_server import CHROMIUM, CHROMIUM_ARGS
+from tests.web.browser_server import CHROMIUM, CHROMIUM_ARGS, EXPECT_TIMEOUT_MS
 
 TURNSERVER = "/usr/bin/turnserver"
 REALM = "sprechzimmer.test"
@@ -109,6 +109,7 @@ def turn_certificate(tmp_path_factory: pytest.TempPathFactory) -> TurnCertificat
 @pytest_asyncio.fixture(scope="module", loop_scope="module", name="browser")
 async def browser_trusting_coturn(turn_certificate: TurnCertificate) -> AsyncIterator[Browser]:
     """browser_server's chromium, trusting coturn's test key (and no other unverified one)."""
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     trust = f"--ignore-certificate-errors-spki-list={turn_certificate.spki_sha256}"
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -186,7 +187,7 @@ def _wait_until_listening(server: Coturn, process: subprocess.Popen[bytes]) -> N
     cookie) on its UDP port and accepts connections on its TLS port."""
     transaction = secrets.token_bytes(12)
     request = struct.pack("!HHI", 0x0001, 0, 0x2112A442) + transaction
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # a deadline: coturn starts in well under a second
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.settimeout(0.2)
         while time.monotonic() < deadline:
