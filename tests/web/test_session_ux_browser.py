@@ -6,13 +6,21 @@ that follow the page's language, not the browser's."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from tests.signaling.api_server import call
-from tests.web.browser_server import WebServer, foreign_requests, poll, screenshot
+from tests.web.browser_server import (
+    PHONE,
+    SCREENSHOTS,
+    WebServer,
+    foreign_requests,
+    poll,
+    screenshot,
+)
 from tests.web.browser_server import browser as browser  # the fixtures, for pytest
 from tests.web.browser_server import web_server as web_server
 
@@ -29,7 +37,7 @@ LONG_NAME = "Maximiliane Musterfrau-Lüdenscheid"
 
 
 async def appointment_with_note(
-    server: WebServer, starts_in: dt.timedelta, note: str, duration: int = 50
+    server: WebServer, starts_in: dt.timedelta, note: str | None, duration: int = 50
 ) -> dict[str, Any]:
     """An appointment of alice's with a note, made through her API (with its invite_url)."""
     if await server.api.storage.get_therapist("alice") is None:
@@ -156,3 +164,191 @@ async def test_the_dashboard_row_reads_well_from_phone_to_wide(web_server: WebSe
     assert foreign_requests(web_server, recorded) == []
     await client_context.close()
     await therapist_context.close()
+
+
+# --- the call
+
+
+# Records, across the page's navigations, every camera or microphone track the page stops.
+TRACK_STOPS = """
+(() => {
+  const stop = MediaStreamTrack.prototype.stop;
+  MediaStreamTrack.prototype.stop = function () {
+    if (this.readyState === "live") window.reportTrackStop(this.kind);
+    return stop.call(this);
+  };
+})();
+"""
+
+
+def berlin_time(iso: str, minutes: int = 0) -> str:
+    from zoneinfo import ZoneInfo
+
+    moment = dt.datetime.fromisoformat(iso) + dt.timedelta(minutes=minutes)
+    return moment.astimezone(ZoneInfo("Europe/Berlin")).strftime("%H:%M")
+
+
+async def therapist_opens_call(
+    server: WebServer, appointment: dict[str, Any]
+) -> tuple[BrowserContext, Page, Any]:
+    context = await server.context()
+    await server.signed_in_page(context)
+    page, recorded = await server.page(context)
+    await page.goto(f"{server.url}/call/{appointment['id']}")
+    await expect(page.locator("#remote-status")).to_have_text(
+        "Ihr Klient / Ihre Klientin ist noch nicht im Warteraum."
+    )
+    return context, page, recorded
+
+
+async def test_the_call_shows_the_session_time_and_the_planned_end(web_server: WebServer):
+    appointment = await appointment_with_note(web_server, dt.timedelta(minutes=5), None, 50)
+    therapist_context, therapist, therapist_log = await therapist_opens_call(
+        web_server, appointment
+    )
+    clock = therapist.locator("#session-clock")
+    # Before the client is there, the session has not begun: no clock.
+    await expect(clock).to_be_hidden()
+    client_context, client, client_log = await client_joins(web_server, appointment["invite_url"])
+    await expect(therapist.locator("#remote-placeholder")).to_be_hidden(timeout=30_000)
+
+    end = berlin_time(appointment["starts_at"], 50)
+    await expect(clock).to_be_visible()
+    await expect(clock).to_have_text(re.compile(rf"^Sitzungsdauer 00:0\d · bis {end}$"))
+    first = await therapist.locator("#session-elapsed").text_content()
+    await expect(therapist.locator("#session-elapsed")).not_to_have_text(first or "", timeout=5000)
+    # The client's page has no planned end from the server (yet): the elapsed time only.
+    await expect(client.locator("#session-clock")).to_have_text(
+        re.compile(r"^Sitzungsdauer 00:\d\d$"), timeout=10_000
+    )
+    # Its own connection is labelled as such, never a bare "Verbindung gut".
+    await expect(therapist.locator("#quality-text")).to_have_text(
+        re.compile(r"^Ihre Verbindung: (gut|mäßig|schlecht)$"), timeout=15_000
+    )
+    await screenshot(therapist, "call")
+
+    # A reload does not start the count again.
+    await expect(therapist.locator("#session-elapsed")).to_have_text(
+        re.compile(r"^00:(0[3-9]|[1-5]\d)$"), timeout=15_000
+    )
+    await therapist.reload()
+    await expect(therapist.locator("#session-elapsed")).to_have_text(
+        re.compile(r"^00:(0[3-9]|[1-5]\d)$"), timeout=30_000
+    )
+    for log in (therapist_log, client_log):
+        assert log.errors == []
+        assert foreign_requests(web_server, log) == []
+    await client_context.close()
+    await therapist_context.close()
+
+
+async def test_when_the_client_leaves_the_therapist_sees_it_and_what_comes_next(
+    web_server: WebServer,
+):
+    appointment = await appointment_with_note(web_server, dt.timedelta(minutes=5), None)
+    therapist_context, therapist, therapist_log = await therapist_opens_call(
+        web_server, appointment
+    )
+    client_context, client, _ = await client_joins(web_server, appointment["invite_url"], "Anna")
+    await expect(therapist.locator("#remote-placeholder")).to_be_hidden(timeout=30_000)
+    await expect(therapist.locator("#quality-text")).to_have_text(
+        re.compile(r"^Ihre Verbindung: (gut|mäßig|schlecht)$"), timeout=15_000
+    )
+
+    await client.get_by_role("button", name="Auflegen").click()
+    await expect(therapist.locator("#remote-status")).to_have_text(
+        "Anna hat die Sitzung verlassen oder die Verbindung verloren."
+    )
+    await expect(therapist.locator("#remote-sub")).to_have_text(
+        "Das Sprechzimmer bleibt offen: Kommt er oder sie über den Link zurück, geht die Sitzung "
+        "weiter. Wenn Sie fertig sind, beenden Sie die Sitzung."
+    )
+    await expect(therapist.locator("#call")).to_have_attribute("data-screen", "peer-gone")
+    # The therapist's own link is still measured, and says whose it is.
+    quality = await therapist.locator("#quality").inner_text()
+    assert quality.startswith("Ihre Verbindung"), quality
+    assert await therapist.locator("#quality").get_attribute("title") == (
+        "Ihre eigene Verbindung zum Server"
+    )
+    await expect(therapist.get_by_role("button", name="Sitzung beenden")).to_be_visible()
+    await screenshot(therapist, "client-gone")
+    assert therapist_log.errors == []
+    await client_context.close()
+    await therapist_context.close()
+
+
+async def quick_exit_client(
+    server: WebServer, invite_url: str
+) -> tuple[BrowserContext, Page, Any, list[str], list[str]]:
+    """A client page that reports every track it stops and every WebSocket frame it sends."""
+    context = await server.context()
+    stopped: list[str] = []
+    await context.expose_binding("reportTrackStop", lambda _source, kind: stopped.append(kind))
+    await context.add_init_script(TRACK_STOPS)
+    page, recorded = await server.page(context)
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
+    await page.goto(invite_url)
+    return context, page, recorded, stopped, sent
+
+
+async def test_quick_exit_from_the_call_leaves_stops_the_devices_and_blanks_the_page(
+    web_server: WebServer,
+):
+    appointment = await appointment_with_note(web_server, dt.timedelta(minutes=5), None)
+    therapist_context, therapist, _ = await therapist_opens_call(web_server, appointment)
+    context, client, recorded, stopped, sent = await quick_exit_client(
+        web_server, appointment["invite_url"]
+    )
+    await client.get_by_label("Ich habe die Nutzungsbedingungen gelesen").check()
+    await client.get_by_label("Ich willige ein").check()
+    await client.get_by_role("button", name="Beitreten").click()
+    await expect(therapist.locator("#remote-placeholder")).to_be_hidden(timeout=30_000)
+    # Always in sight during the call too.
+    await expect(client.locator("#btn-quick-exit")).to_be_visible()
+    await expect(client.locator("#btn-quick-exit")).to_have_text("Schnell verlassen")
+
+    # Escape twice leaves; the page is replaced by a blank one that names nothing.
+    await client.keyboard.press("Escape")
+    await client.keyboard.press("Escape")
+    await client.wait_for_url("about:blank")
+    assert await client.title() == ""
+    await expect(therapist.locator("#remote-status")).to_have_text(
+        "Ihr Klient / Ihre Klientin hat die Sitzung verlassen oder die Verbindung verloren."
+    )
+    assert any('"type": "leave"' in frame or '"type":"leave"' in frame for frame in sent), sent
+    assert {"audio", "video"} <= set(stopped), f"camera and microphone not stopped: {stopped}"
+    # Back does not lead into the session: this page's history entry was replaced.
+    requests_before = len(recorded.requests)
+    await client.go_back()
+    assert client.url == "about:blank", client.url
+    assert not any("/j/" in url for url in recorded.requests[requests_before:])
+    await context.close()
+    await therapist_context.close()
+
+
+async def test_quick_exit_in_the_waiting_room_is_the_first_tab_stop(web_server: WebServer):
+    appointment = await appointment_with_note(web_server, dt.timedelta(minutes=5), None)
+    context, client, recorded, stopped, _ = await quick_exit_client(
+        web_server, appointment["invite_url"]
+    )
+    await expect(client.get_by_role("heading", name="Willkommen im Warteraum")).to_be_visible()
+    exit_button = client.locator("#btn-quick-exit")
+    # The first Tab from the top of the page lands on it.
+    await client.keyboard.press("Tab")
+    await expect(exit_button).to_be_focused()
+    await client.get_by_role("button", name="Kamera und Mikrofon einschalten").click()
+    assert await poll(client, "document.getElementById('preview').videoWidth > 0", 20), (
+        "the camera preview never showed a picture"
+    )
+    await client.set_viewport_size(PHONE)
+    await expect(exit_button).to_be_in_viewport()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await client.screenshot(path=SCREENSHOTS / "waiting-room-quick-exit-phone.png")
+    await exit_button.focus()
+    await client.keyboard.press("Enter")
+    await client.wait_for_url("about:blank")
+    assert {"audio", "video"} <= set(stopped), f"camera and microphone not stopped: {stopped}"
+    assert recorded.errors == []
+    assert foreign_requests(web_server, recorded) == []
+    await context.close()

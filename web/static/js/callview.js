@@ -5,6 +5,7 @@ import { t, locale } from "./i18n.js";
 import { icon } from "./icons.js";
 import { fillDeviceSelects, getTrack, setSpeaker, speakerSelectable } from "./media.js";
 import { CHAT_MAX_CHARS, ERROR } from "./protocol.js";
+import { SessionClock, forgetSessionStart } from "./sessionclock.js";
 
 const $ = (id) => document.getElementById(id);
 const STATS_INTERVAL_MS = 2000;
@@ -12,9 +13,10 @@ const STATS_INTERVAL_MS = 2000;
 /**
  * Show the call for `session` (a started or about-to-start CallSession).
  * `role` is "therapist" or "client"; `onFinished(kind, detail)` is called once with
- * "ended" | "left" | "fatal" after the call screen has been hidden.
+ * "ended" | "left" | "fatal" after the call screen has been hidden. `clock` is
+ * {appointmentKey, plannedEnd: Date | null} for the session clock.
  */
-export function showCall({ session, stream, role, onFinished, speakerId }) {
+export function showCall({ session, stream, role, onFinished, speakerId, clock }) {
   const remote = $("remote-video");
   const self = $("self-video");
   const placeholder = $("remote-placeholder");
@@ -39,12 +41,13 @@ export function showCall({ session, stream, role, onFinished, speakerId }) {
   self.srcObject = stream;
   $("chat-input").maxLength = CHAT_MAX_CHARS;
   if (speakerId) setSpeaker(remote, speakerId).catch(() => {});
-  updatePlaceholder();
-  micButton.focus();
 
   const announce = (text) => {
     announcer.textContent = text;
   };
+  const sessionClock = new SessionClock($("session-clock"), { ...clock, announce });
+  updatePlaceholder();
+  micButton.focus();
 
   // --- session events
 
@@ -219,6 +222,7 @@ export function showCall({ session, stream, role, onFinished, speakerId }) {
   function updatePlaceholder() {
     const screen = screenState();
     $("call").dataset.screen = screen;
+    if (screen === "in-call") sessionClock.begin();
     // The video element stays rendered (it carries the sound); the placeholder covers it.
     placeholder.hidden = screen === "in-call";
     if (screen === "in-call") return;
@@ -236,7 +240,7 @@ export function showCall({ session, stream, role, onFinished, speakerId }) {
     }
     const name = peer.name || t("therapist.clientGeneric");
     if (screen === "waiting") return [t("therapist.clientAbsent"), t("therapist.clientAbsentHint")];
-    if (screen === "peer-gone") return [t("therapist.clientGone", { name }), ""];
+    if (screen === "peer-gone") return [t("therapist.clientGone", { name }), t("therapist.clientGoneHint")];
     return [t("therapist.clientPresent", { name }), ""];
   }
 
@@ -258,6 +262,8 @@ export function showCall({ session, stream, role, onFinished, speakerId }) {
     if (finished) return;
     finished = true;
     quality.stop();
+    sessionClock.stop();
+    if (kind === "ended") forgetSessionStart();
     remote.srcObject = null;
     self.srcObject = null;
     $("chat-log").replaceChildren();

@@ -10,6 +10,7 @@ import {
   setSpeaker, speakerSelectable, startLevelMeter,
 } from "./media.js";
 import { ERROR } from "./protocol.js";
+import { forgetSessionStart } from "./sessionclock.js";
 import { openSocket } from "./socket.js";
 
 const $ = (id) => document.getElementById(id);
@@ -24,6 +25,21 @@ let info = null; // GET /api/client/{token}
 let stream = null;
 let stopMeter = () => {};
 let openTimer = 0;
+let session = null; // the CallSession once joined
+let exiting = false;
+
+// Quick exit: wired before anything else (even before the texts load), so it works at once.
+// Escape pressed twice within this long also leaves; one Escape alone stays what it is
+// everywhere (closing a menu or a select), so a single stray press never ends a session.
+const DOUBLE_ESCAPE_MS = 1500;
+let lastEscape = -Infinity;
+$("btn-quick-exit").addEventListener("click", quickExit);
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || event.repeat) return;
+  const now = performance.now();
+  if (now - lastEscape <= DOUBLE_ESCAPE_MS) quickExit();
+  lastEscape = now;
+});
 
 await ready;
 main();
@@ -260,7 +276,7 @@ async function join(event) {
 
 function startCall() {
   stopMeter();
-  const session = new CallSession({ invite: token }, stream, { role: "client", linkSecret });
+  session = new CallSession({ invite: token }, stream, { role: "client", linkSecret });
   // For browser tests and support: the live session (its peer connection) of this page.
   window.sprechzimmerCall = session;
   $("prepare").hidden = true;
@@ -271,6 +287,8 @@ function startCall() {
     role: "client",
     speakerId: speakerSelectable ? selects.speaker.value : null,
     onFinished: finished,
+    // The client's API does not say when the appointment ends; `ends_at` is used once it does.
+    clock: { appointmentKey: `client-${info.starts_at}`, plannedEnd: info.ends_at ? new Date(info.ends_at) : null },
   });
   session.start();
 }
@@ -281,4 +299,35 @@ function finished(kind, detail) {
   if (kind === "fatal" && [ERROR.USED, ERROR.UNAUTHORIZED].includes(detail.code)) return show("invalid");
   show("ended");
   showEndScreen("client", kind, detail);
+}
+
+/**
+ * Quick exit, for a client who is suddenly not alone: leave the session (a `leave` message, then
+ * the socket and the peer connection close), stop camera and microphone, empty the page, and
+ * replace it with about:blank.
+ *
+ * Why about:blank and not a page of ours: our address names the practice's video service
+ * (often its domain), so any page of ours in the address bar gives away what was open; a
+ * third-party "neutral" site would send a request elsewhere and is not ours to rely on.
+ * about:blank needs no network and looks like a new tab. location.replace() drops this page's
+ * history entry, so Back leads to what was open before the link, not into the waiting room.
+ */
+function quickExit() {
+  if (exiting) return;
+  exiting = true;
+  const tracks = [...(stream ? stream.getTracks() : []), ...(session ? session.stream.getTracks() : [])];
+  try {
+    if (session) session.leave();
+  } catch {
+    // leaving must not stop the exit; the server sees the socket close instead
+  }
+  stopMeter();
+  for (const track of tracks) track.stop();
+  for (const video of document.querySelectorAll("video")) video.srcObject = null;
+  forgetSessionStart();
+  clearTimeout(openTimer);
+  // Nothing readable stays on screen, even for the moment the navigation takes.
+  document.title = "";
+  document.body.replaceChildren();
+  location.replace("about:blank");
 }

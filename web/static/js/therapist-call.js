@@ -19,8 +19,9 @@ async function main() {
   const id = Number(raw);
   if (!browserSupported()) return prepareError(t("therapistCall.unsupported"));
 
+  let appointment;
   try {
-    const appointment = await request("GET", `/api/therapist/appointments/${id}`);
+    appointment = await request("GET", `/api/therapist/appointments/${id}`);
     if (appointment.state === "ended" || appointment.state === "cancelled") {
       return prepareError(t(`therapistCall.${appointment.state}`));
     }
@@ -42,7 +43,14 @@ async function main() {
   // For browser tests and support: the live session (its peer connection) of this page.
   window.sprechzimmerCall = session;
   $("prepare").hidden = true;
-  showCall({ session, stream, role: "therapist", onFinished: finished });
+  const plannedEnd = new Date(Date.parse(appointment.starts_at) + appointment.duration_minutes * 60_000);
+  showCall({
+    session,
+    stream,
+    role: "therapist",
+    onFinished: finished,
+    clock: { appointmentKey: `therapist-${id}`, plannedEnd: Number.isNaN(plannedEnd.getTime()) ? null : plannedEnd },
+  });
   session.start();
 }
 
