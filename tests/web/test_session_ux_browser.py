@@ -352,3 +352,50 @@ async def test_quick_exit_in_the_waiting_room_is_the_first_tab_stop(web_server: 
     assert recorded.errors == []
     assert foreign_requests(web_server, recorded) == []
     await context.close()
+
+
+# --- the appointment form
+
+
+async def test_date_and_time_fields_follow_the_page_not_the_browser_locale(web_server: WebServer):
+    # An English (US) browser, a German page (?lang=de is remembered in a cookie).
+    context = await web_server.context(locale="en-US")
+    page, recorded = await web_server.signed_in_page(context)
+    await page.goto(f"{web_server.url}/dashboard?lang=de")
+    await page.get_by_role("button", name="Neuer Termin").click()
+    dialog = page.get_by_role("dialog")
+    date = dialog.get_by_label("Datum")
+    time = dialog.get_by_label("Uhrzeit")
+    await expect(date).to_have_attribute("placeholder", "TT.MM.JJJJ")
+    await expect(time).to_have_attribute("placeholder", "HH:MM")
+    # The suggested slot is written the German way, in 24-hour time.
+    await expect(date).to_have_value(re.compile(r"^\d{2}\.\d{2}\.\d{4}$"))
+    await expect(time).to_have_value(re.compile(r"^([01]\d|2[0-3]):[0-5]\d$"))
+
+    # A date that does not exist is refused with a message, not sent.
+    year = dt.date.today().year + 1
+    await date.fill(f"31.02.{year}")
+    await time.fill("15:30")
+    await dialog.get_by_role("button", name="Speichern").click()
+    await expect(dialog.locator("#form-error")).to_have_text(
+        "Bitte geben Sie das Datum als TT.MM.JJJJ an, z. B. 24.03.2027."
+    )
+    await expect(date).to_have_attribute("aria-invalid", "true")
+    await time.fill("25:00")
+    await date.fill(f"24.03.{year}")
+    await dialog.get_by_role("button", name="Speichern").click()
+    await expect(dialog.locator("#form-error")).to_have_text(
+        "Bitte geben Sie die Uhrzeit als HH:MM an (24 Stunden), z. B. 15:30."
+    )
+
+    await time.fill("15:30")
+    await dialog.get_by_role("button", name="Speichern").click()
+    await expect(dialog).to_be_hidden()
+    item = page.locator("li.appointment").filter(has_text="15:30")
+    await expect(item.locator(".when .date")).to_contain_text(f"24. März {year}")
+    await item.locator(".edit").click()
+    await expect(date).to_have_value(f"24.03.{year}")
+    await expect(time).to_have_value("15:30")
+    assert recorded.errors == []
+    assert foreign_requests(web_server, recorded) == []
+    await context.close()

@@ -2,7 +2,7 @@
 // form to create or edit one, copying and re-minting links, cancelling, and joining.
 import { request, requireSignedIn, redirectIfSignedOut, ApiError } from "./api.js";
 import { SECRET_PARAMETER, forgetLinkSecret, newLinkSecret, storeLinkSecret } from "./e2ee-keys.js";
-import { ready, t, translate, formatTime, formatDay } from "./i18n.js";
+import { ready, t, translate, formatTime, formatDay, lang } from "./i18n.js";
 import { ReconnectingSocket } from "./socket.js";
 
 const $ = (id) => document.getElementById(id);
@@ -296,8 +296,9 @@ function openForm(appointment) {
   $("form-error").textContent = "";
   $("dialog-heading").textContent = t(appointment ? "form.editHeading" : "form.newHeading");
   const starts = appointment ? new Date(appointment.starts_at) : nextSlot();
-  $("field-date").value = localDate(starts);
+  $("field-date").value = showDate(starts);
   $("field-time").value = `${pad(starts.getHours())}:${pad(starts.getMinutes())}`;
+  for (const id of ["field-date", "field-time"]) $(id).removeAttribute("aria-invalid");
   $("field-duration").value = appointment ? appointment.duration_minutes : 50;
   $("field-note").value = appointment ? appointment.note || "" : "";
   dialog.showModal();
@@ -308,12 +309,22 @@ async function saveForm(event) {
   event.preventDefault();
   const error = $("form-error");
   error.textContent = "";
-  const date = $("field-date").value;
-  const time = $("field-time").value;
+  const dateText = $("field-date").value.trim();
+  const timeText = $("field-time").value.trim();
   const duration = Number($("field-duration").value);
-  if (!date || !time) {
+  for (const id of ["field-date", "field-time"]) $(id).removeAttribute("aria-invalid");
+  if (!dateText || !timeText) {
     error.textContent = t("form.missingDateTime");
-    $(date ? "field-time" : "field-date").focus();
+    $(dateText ? "field-time" : "field-date").focus();
+    return;
+  }
+  const date = parseDate(dateText);
+  const time = parseTime(timeText);
+  if (!date || !time) {
+    const field = $(date ? "field-time" : "field-date");
+    error.textContent = t(date ? "form.badTime" : "form.badDate");
+    field.setAttribute("aria-invalid", "true");
+    field.focus();
     return;
   }
   if (!Number.isInteger(duration) || duration < 5 || duration > 240) {
@@ -368,8 +379,37 @@ export function withOffset(date, time) {
   return `${date}T${time}:00${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
 }
 
-function localDate(date) {
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+/** A date as the page's language writes it: 24.03.2027 (German), 24/03/2027 (English). */
+function showDate(date) {
+  const separator = lang === "de" ? "." : "/";
+  return [pad(date.getDate()), pad(date.getMonth() + 1), date.getFullYear()].join(separator);
+}
+
+/**
+ * "24.03.2027", "24/03/2027", "24-03-2027" (day first, as in German and British English; a
+ * one-digit day or month is fine) or ISO "2027-03-24" → "2027-03-24"; null if it is no real
+ * date (31.02. is refused, not moved to March).
+ */
+export function parseDate(text) {
+  let match = /^(\d{1,2})[./-](\d{1,2})[./-](\d{4})$/.exec(text);
+  let [day, month, year] = match ? [match[1], match[2], match[3]].map(Number) : [];
+  if (!match) {
+    match = /^(\d{4})-(\d{1,2})-(\d{1,2})$/.exec(text);
+    if (!match) return null;
+    [year, month, day] = [match[1], match[2], match[3]].map(Number);
+  }
+  const check = new Date(year, month - 1, day);
+  if (check.getFullYear() !== year || check.getMonth() !== month - 1 || check.getDate() !== day) return null;
+  return `${year}-${pad(month)}-${pad(day)}`;
+}
+
+/** "15:30", "9:05", "15.30" or "1530", 24-hour → "15:30"; null otherwise. */
+export function parseTime(text) {
+  const match = /^(\d{1,2})[:.]?(\d{2})$/.exec(text);
+  if (!match) return null;
+  const [hours, minutes] = [Number(match[1]), Number(match[2])];
+  if (hours > 23 || minutes > 59) return null;
+  return `${pad(hours)}:${pad(minutes)}`;
 }
 
 function pad(value) {
