@@ -114,7 +114,7 @@ async def _serve_relay(conn: Connection, port_min: int, port_max: int) -> None:
                 result = [room.leg_state(seat) for room in rooms for seat in ("a", "b")]
             elif command == "counters":
                 result = relay_counters(rooms)
-                result["latency_counts"] = list(relay.latency.counts)
+                result["latency_counts"] = list(relay.snapshot().latency.counts)
             elif command == "profile_start":
                 profiler = cProfile.Profile()
                 profiler.enable()

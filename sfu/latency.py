@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import bisect
 
+from .snapshot import LatencySnapshot
+
 SAMPLE_EVERY = 32  # ~1 % of the per-packet cost goes to the timestamped recvmsg; 32 keeps it <0.1 %
 
 # Seconds; from well under a millisecond (an idle relay) to what a user would notice.
@@ -30,14 +32,5 @@ class LatencyHistogram:
         self.count += 1
         self.sum += seconds
 
-    def quantile(self, q: float) -> float | None:
-        """Upper bound of the bucket holding the q-quantile (inf beyond the last bucket)."""
-        if self.count == 0:
-            return None
-        rank = q * self.count
-        seen = 0
-        for index, n in enumerate(self.counts):
-            seen += n
-            if seen >= rank and n:
-                return BUCKETS[index] if index < len(BUCKETS) else float("inf")
-        return float("inf")
+    def snapshot(self) -> LatencySnapshot:
+        return LatencySnapshot(BUCKETS, tuple(self.counts), self.count, self.sum)

@@ -12,19 +12,20 @@ from .errors import RelayFull
 from .latency import LatencyHistogram
 from .ports import PortRange
 from .room import Room
+from .snapshot import RelaySnapshot, sum_counts
 from .totals import RelayTotals
 
 
 class Relay:
     def __init__(self, config: RelayConfig) -> None:
         self.config = config
-        self.ports = PortRange(config.udp_port_min, config.udp_port_max)
+        self._ports = PortRange(config.udp_port_min, config.udp_port_max)
         self._rooms: dict[str, Room] = {}
-        self.latency = LatencyHistogram()  # every leg's sampled receive-to-send delay
-        self.totals = RelayTotals()
+        self._latency = LatencyHistogram()  # every leg's sampled receive-to-send delay
+        self._totals = RelayTotals()
         self._gather = GatherPolicy(
             addresses=tuple(gather_addresses(config)),
-            bind_port=self.ports.bind,
+            bind_port=self._ports.bind,
             advertised_ip=config.public_ip,
             stun_server=_host_port(config.stun_server),
         )
@@ -43,17 +44,26 @@ class Relay:
             keyframe_interval=self.config.keyframe_request_interval,
             report_interval=self.config.receiver_report_interval,
             on_close=lambda r: self._rooms.pop(r.id, None),
-            latency=self.latency,
-            totals=self.totals,
+            latency=self._latency,
+            totals=self._totals,
         )
         self._rooms[room_id] = room
-        self.totals.rooms_created += 1
+        self._totals.rooms_created += 1
         return room
 
-    def forwarding_totals(self) -> dict[str, int]:
-        """Packets, bytes, keyframe requests, NACKs, retransmissions, loss since start."""
-        return self.totals.forwarding(
-            f.counters for room in self._rooms.values() for f in room.forwarders()
+    def snapshot(self) -> RelaySnapshot:
+        """The live rooms and the counters since start, copied now (for metrics, at scrape)."""
+        rooms = tuple(room.snapshot() for room in self._rooms.values())
+        totals = self._totals
+        return RelaySnapshot(
+            rooms=rooms,
+            rooms_created=totals.rooms_created,
+            legs_connected=totals.legs_connected,
+            ice_failures=totals.ice_failures,
+            dtls_failures=totals.dtls_failures,
+            port_exhaustions=self._ports.exhausted,
+            forwarded=totals.retired + sum_counts(room.forwarded for room in rooms),
+            latency=self._latency.snapshot(),
         )
 
     async def close(self) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from . import rtcp
 from .aiortc_glue import GatherPolicy
@@ -14,25 +13,12 @@ from .errors import RoomClosed, RoomFull
 from .forwarder import Forwarder
 from .latency import LatencyHistogram
 from .leg import Leg
+from .snapshot import LegStats, RoomSnapshot, counts_of
 from .totals import RelayTotals
 
 logger = logging.getLogger(__name__)
 
 SEATS_PER_ROOM = 2
-
-
-@dataclass
-class LegStats:
-    """What the relay knows about one seat's connection; no addresses, nothing personal."""
-
-    state: str
-    candidate_type: str | None
-    forwarded_from: dict[str, int] = field(default_factory=dict)  # what this seat sent
-    round_trip_time: float | None = None  # seconds, relay <-> this seat's browser
-    fraction_lost: float = 0.0  # what this seat's browser reports losing of our stream
-    dropped_sends: int = 0
-    forwarding_errors: int = 0
-    remote_candidates: int = 0
 
 
 class Room:
@@ -142,26 +128,42 @@ class Room:
             self._on_close(self)
 
     def stats(self) -> dict[str, LegStats]:
-        result = {}
-        for seat, forwarder in self._forwarders.items():
-            leg = self._legs.get(seat)
-            other = self._other_forwarder(seat)
-            result[seat] = LegStats(
-                state=leg.state if leg else "absent",
-                candidate_type=leg.wire.candidate_type if leg and leg.wire else None,
-                forwarded_from=forwarder.counters.as_dict(),
-                round_trip_time=other.sink_rtt if other else None,
-                fraction_lost=other.sink_fraction_lost if other else 0.0,
-                dropped_sends=leg.wire.dropped_sends if leg and leg.wire else 0,
-                forwarding_errors=leg.errors if leg else 0,
-                remote_candidates=leg.remote_candidate_count() if leg else 0,
-            )
-        return result
+        """Each seat's connection and counts, by seat."""
+        return {leg.seat: leg for leg in self._leg_stats()}
+
+    def snapshot(self) -> RoomSnapshot:
+        return RoomSnapshot(
+            legs=self._leg_stats(),
+            chat_relayed=self.chat_relayed,
+            chat_dropped=self.chat_dropped,
+            chat_refused=self.chat_refused,
+        )
 
     def forwarders(self) -> list[Forwarder]:
         return list(self._forwarders.values())
 
     # --- internals --------------------------------------------------------------------------
+
+    def _leg_stats(self) -> tuple[LegStats, ...]:
+        result = []
+        for seat, forwarder in self._forwarders.items():
+            leg = self._legs.get(seat)
+            other = self._other_forwarder(seat)
+            wire = leg.wire if leg else None
+            result.append(
+                LegStats(
+                    seat=seat,
+                    state=leg.state if leg else "absent",
+                    candidate_type=wire.candidate_type if wire else None,
+                    forwarded_from=counts_of(forwarder.counters),
+                    round_trip_time=other.sink_rtt if other else None,
+                    fraction_lost=other.sink_fraction_lost if other else 0.0,
+                    dropped_sends=wire.dropped_sends if wire else 0,
+                    forwarding_errors=leg.errors if leg else 0,
+                    remote_candidates=leg.remote_candidate_count() if leg else 0,
+                )
+            )
+        return tuple(result)
 
     def _other_forwarder(self, seat: str) -> Forwarder | None:
         return next((f for s, f in self._forwarders.items() if s != seat), None)

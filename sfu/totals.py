@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .forwarding_state import Counters
+from .snapshot import ForwardingCounts, counts_of
 
 
 class RelayTotals:
@@ -14,18 +15,9 @@ class RelayTotals:
         self.legs_connected = 0
         self.ice_failures = 0
         self.dtls_failures = 0
-        self._retired: dict[str, int] = dict.fromkeys(Counters.__slots__, 0)
+        self.retired = ForwardingCounts()  # what the closed rooms forwarded
 
     def retire(self, counters: Iterable[Counters]) -> None:
         """Keep a closing room's forwarding counts."""
         for c in counters:
-            for name, value in c.as_dict().items():
-                self._retired[name] += value
-
-    def forwarding(self, live: Iterable[Counters]) -> dict[str, int]:
-        """Forwarding counts since start: closed rooms plus the live ones."""
-        result = dict(self._retired)
-        for c in live:
-            for name, value in c.as_dict().items():
-                result[name] += value
-        return result
+            self.retired += counts_of(c)

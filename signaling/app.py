@@ -19,18 +19,20 @@ from signaling.drain import DRAIN, Drain
 from signaling.http_errors import (
     API_PREFIX,
     MAX_BODY_BYTES,
+    STORAGE_RETRY_AFTER_SECONDS,
     api_error_middleware,
-    route_template,
+    log_request_error,
+    storage_failure_status,
 )
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import METRICS, Metrics, serve_metrics
 from signaling.readiness import check_readiness
-from signaling.relay_setup import CONSULTATIONS, RELAY, close_live_media, live_media
+from signaling.relay_setup import CONSULTATIONS, close_live_media, live_media, live_state
 from signaling.routes_client import ClientApi
 from signaling.routes_integration import IntegrationApi
 from signaling.routes_pages import Pages
 from signaling.routes_therapist import TherapistApi
-from signaling.storage import Storage, open_storage
+from signaling.storage import Storage, StorageFailure, open_storage
 from signaling.tls import reload_certificate, server_context
 from signaling.ws_endpoint import SignalingEndpoint
 
@@ -74,6 +76,15 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(self), microphone=(self), display-capture=()",
 }
 
+# A plain page, in both of the service's languages: no template, script or stylesheet that could
+# itself need the database or fail.
+STORAGE_UNAVAILABLE_PAGE = (
+    "503 Service Unavailable\n\n"
+    "Der Dienst kann gerade nicht auf seine Daten zugreifen. "
+    "Bitte laden Sie die Seite in einer Minute neu.\n\n"
+    "The service cannot reach its data right now. Please reload this page in a minute.\n"
+)
+
 # One year, the minimum for browsers' HSTS preload lists.
 HSTS = "max-age=31536000"
 
@@ -105,7 +116,7 @@ def create_app(
     app[SESSION_SECRET] = session_secret or config.server.session_secret or ""
     app[METRICS] = metrics = Metrics()
     app[DRAIN] = drain = Drain()
-    metrics.watch_live(lambda: (app.get(RELAY), app.get(CONSULTATIONS)))
+    metrics.watch_live(lambda: live_state(app))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     TherapistApi(config, storage).register(app.router)
@@ -200,16 +211,18 @@ async def _error_middleware(request: web.Request, handler):  # type: ignore[no-u
         raise
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
-        # Only the type is logged: exception messages can carry request data.
-        log_event(
-            logger,
-            "unhandled_error",
-            logging.ERROR,
-            method=request.method,
-            path=route_template(request),
-            error=type(exc).__name__,
+    except StorageFailure as exc:
+        log_request_error(request, exc)
+        if storage_failure_status(exc) is None:
+            return web.Response(status=500, text="500 Internal Server Error")
+        # A page visitor gains nothing from 507's distinction: both mean "not now, try again".
+        return web.Response(
+            status=503,
+            text=STORAGE_UNAVAILABLE_PAGE,
+            headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)},
         )
+    except Exception as exc:
+        log_request_error(request, exc)
         return web.Response(status=500, text="500 Internal Server Error")
 
 

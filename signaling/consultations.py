@@ -338,7 +338,7 @@ class Consultation:
         sent = self._room.stats().get(self._other(seat))
         if sent is None:
             return 0
-        return sent.forwarded_from["audio_packets"] + sent.forwarded_from["video_packets"]
+        return sent.forwarded_from.packets
 
     def _tell_peer(self, receiver: str, state: str) -> None:
         """Push the other side's presence to ``receiver``: not at all if that is what it was
@@ -476,6 +476,10 @@ class ConsultationRegistry:
     @property
     def active(self) -> list[Consultation]:
         return [c for c in self._consultations.values() if not c.ended]
+
+    def seated(self) -> dict[str, int]:
+        """How many people sit in live consultations, by seat (for metrics)."""
+        return {seat: sum(c.present(seat) for c in self.active) for seat in SEATS}
 
     def watch(self, therapist_id: int, participant: Participant) -> None:
         self._watchers.setdefault(therapist_id, set()).add(participant)

@@ -8,9 +8,12 @@ Two kinds of metric live here:
 
 - Events of the signaling side (joins, refusals, sessions, the time from join to media) are
   ordinary prometheus-client counters and histograms; each happens once per join or session.
-- The relay's media counters are plain ints on the hot path (``sfu.forwarder.Counters``,
-  ``sfu.totals.RelayTotals``, ``sfu.latency.LatencyHistogram``). ``LiveCollector`` reads them only
-  when Prometheus scrapes, so forwarding a packet costs no more than before.
+- The relay's media counters are plain ints on its hot path. ``LiveCollector`` asks for a
+  ``LiveState`` only when Prometheus scrapes: the relay's ``sfu.RelaySnapshot`` (copied then, so
+  forwarding a packet costs no more than before) and how many people sit in rooms.
+
+This module imports nothing else of ``signaling``: whoever builds the app hands it the live state
+(``relay_setup.live_state``), so metrics and the consultations that count into it form no circle.
 
 No label carries personal data or an id: every label value comes from a fixed set below, and
 ``Metrics.reject`` folds anything unexpected into ``other``. A test checks the exposition.
@@ -20,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import (
@@ -43,11 +46,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from sfu.latency import BUCKETS as LATENCY_BUCKETS
-
-if TYPE_CHECKING:
-    from sfu import Relay
-    from signaling.consultations import ConsultationRegistry
+from sfu import ForwardingCounts, LatencySnapshot, RelaySnapshot
 
 __all__ = [
     "KINDS",
@@ -56,6 +55,7 @@ __all__ = [
     "RETRANSMISSION_RESULTS",
     "ROLES",
     "LiveCollector",
+    "LiveState",
     "Metrics",
     "serve_metrics",
 ]
@@ -85,6 +85,14 @@ REJECTION_REASONS = (
 JOIN_TO_MEDIA_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0, 120.0)
 # Seconds of a session: a therapy session is 50 minutes; short ones are aborted calls.
 SESSION_BUCKETS = (60, 300, 600, 1200, 1800, 2700, 3300, 3900, 4500, 5400, 7200, 10800)
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What a scrape reads of the live side."""
+
+    relay: RelaySnapshot | None = None  # None before start-up and after shutdown
+    seated: Mapping[str, int] = field(default_factory=dict)  # people in rooms, by role
 
 
 class Metrics:
@@ -134,10 +142,8 @@ class Metrics:
     def reject(self, reason: str) -> None:
         self.joins_rejected.labels(reason if reason in REJECTION_REASONS else "other").inc()
 
-    def watch_live(
-        self, live: Callable[[], tuple[Relay | None, ConsultationRegistry | None]]
-    ) -> None:
-        """Read the relay and the consultations at each scrape (``live`` gives them, or None)."""
+    def watch_live(self, live: Callable[[], LiveState]) -> None:
+        """Ask ``live`` for the relay's snapshot and the rooms' occupancy at each scrape."""
         self.registry.register(LiveCollector(live))
 
     def exposition(self) -> bytes:
@@ -150,22 +156,16 @@ METRICS = web.AppKey("metrics", Metrics)
 class LiveCollector(Collector):
     """The relay's counters and the rooms' occupancy, read when Prometheus scrapes."""
 
-    def __init__(
-        self, live: Callable[[], tuple[Relay | None, ConsultationRegistry | None]]
-    ) -> None:
+    def __init__(self, live: Callable[[], LiveState]) -> None:
         self._live = live
 
     def collect(self) -> Iterator[Metric]:
-        relay, consultations = self._live()
+        live = self._live()
         participants = GaugeMetricFamily(
             PREFIX + "participants_active", "People in consultation rooms.", labels=["role"]
         )
-        seated = dict.fromkeys(ROLES, 0)
-        for consultation in consultations.active if consultations is not None else ():
-            for role in ROLES:
-                seated[role] += consultation.present(role)
         for role in ROLES:
-            participants.add_metric([role], seated[role])
+            participants.add_metric([role], live.seated.get(role, 0))
         yield participants
         try:
             tasks = len(asyncio.all_tasks())
@@ -176,45 +176,46 @@ class LiveCollector(Collector):
             yield GaugeMetricFamily(
                 PREFIX + "asyncio_tasks", "Tasks on the event loop.", value=tasks
             )
+        relay = live.relay
         if relay is None:
             return  # before start-up and after shutdown: only what the signaling side knows
         yield GaugeMetricFamily(
             PREFIX + "rooms_active", "Rooms open in the media relay.", value=len(relay.rooms)
         )
-        yield from _forwarding(relay.forwarding_totals())
-        totals = relay.totals
+        yield from _forwarding(relay.forwarded)
         for name, text, value in (
             (
                 "media_connections",
                 "Peer connections that reached connected.",
-                totals.legs_connected,
+                relay.legs_connected,
             ),
-            ("ice_failures", "Peer connections whose ICE failed.", totals.ice_failures),
+            ("ice_failures", "Peer connections whose ICE failed.", relay.ice_failures),
             (
                 "dtls_failures",
                 "Peer connections whose DTLS handshake failed.",
-                totals.dtls_failures,
+                relay.dtls_failures,
             ),
             (
                 "udp_port_exhaustions",
                 "Times a peer connection found no free port in the UDP range.",
-                relay.ports.exhausted,
+                relay.port_exhaustions,
             ),
         ):
             yield CounterMetricFamily(PREFIX + name, text, value=value)
         yield _latency_histogram(relay.latency)
 
 
-def _forwarding(totals: dict[str, int]) -> Iterator[Metric]:
+def _forwarding(totals: ForwardingCounts) -> Iterator[Metric]:
     packets = CounterMetricFamily(
         PREFIX + "rtp_packets_forwarded", "RTP packets forwarded.", labels=["kind"]
     )
     octets = CounterMetricFamily(
         PREFIX + "rtp_bytes_forwarded", "RTP bytes forwarded, before SRTP.", labels=["kind"]
     )
-    for kind in KINDS:
-        packets.add_metric([kind], totals[f"{kind}_packets"])
-        octets.add_metric([kind], totals[f"{kind}_bytes"])
+    packets.add_metric(["audio"], totals.audio_packets)
+    packets.add_metric(["video"], totals.video_packets)
+    octets.add_metric(["audio"], totals.audio_bytes)
+    octets.add_metric(["video"], totals.video_bytes)
     yield packets
     yield octets
     retransmissions = CounterMetricFamily(
@@ -222,32 +223,32 @@ def _forwarding(totals: dict[str, int]) -> Iterator[Metric]:
         "NACKed packets: resent from the relay's cache (hit) or asked of the sender (miss).",
         labels=["result"],
     )
-    retransmissions.add_metric(["hit"], totals["retransmit_hits"])
-    retransmissions.add_metric(["miss"], totals["retransmit_misses"])
+    retransmissions.add_metric(["hit"], totals.retransmit_hits)
+    retransmissions.add_metric(["miss"], totals.retransmit_misses)
     yield retransmissions
-    for name, text, key in (
-        ("rtp_packets_lost", "Packets lost between senders and the relay.", "packets_lost"),
-        ("rtp_packets_dropped", "Packets the relay could not route or parse.", "dropped"),
+    for name, text, value in (
+        ("rtp_packets_lost", "Packets lost between senders and the relay.", totals.packets_lost),
+        ("rtp_packets_dropped", "Packets the relay could not route or parse.", totals.dropped),
         (
             "rtcp_pli",
             "Keyframe requests (PLI, FIR) received from receivers.",
-            "keyframe_requests_received",
+            totals.keyframe_requests_received,
         ),
         (
             "rtcp_pli_sent",
             "Keyframe requests (PLI) sent to senders, rate-limited.",
-            "keyframe_requests_sent",
+            totals.keyframe_requests_sent,
         ),
-        ("rtcp_nack", "NACK messages received from receivers.", "nacks_received"),
+        ("rtcp_nack", "NACK messages received from receivers.", totals.nacks_received),
     ):
-        yield CounterMetricFamily(PREFIX + name, text, value=totals[key])
+        yield CounterMetricFamily(PREFIX + name, text, value=value)
 
 
-def _latency_histogram(latency) -> Metric:  # type: ignore[no-untyped-def]
-    """``sfu.latency.LatencyHistogram`` (per-bucket counts, last is +Inf) as cumulative buckets."""
+def _latency_histogram(latency: LatencySnapshot) -> Metric:
+    """The relay's per-bucket counts (the last is +Inf) as Prometheus' cumulative buckets."""
     buckets = []
     cumulative = 0
-    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), latency.counts, strict=True):
+    for bound, count in zip((*latency.bounds, float("inf")), latency.counts, strict=True):
         cumulative += count
         buckets.append((_bound(bound), cumulative))
     return HistogramMetricFamily(

@@ -17,7 +17,7 @@ from signaling.config import Config
 from signaling.consultations import SHUTDOWN, ConsultationRegistry
 from signaling.login_sessions import SESSION_RECHECK_SECONDS, SignedInSockets
 from signaling.logs import LOGGER_NAME, log_event
-from signaling.metrics import METRICS
+from signaling.metrics import METRICS, LiveState
 from signaling.storage import Storage
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "close_live_media",
     "end_live_session",
     "live_media",
+    "live_state",
     "relay_config",
     "sign_out_live",
 ]
@@ -86,6 +87,16 @@ def live_media(
         await close_live_media(app)
 
     return context
+
+
+def live_state(app: web.Application) -> LiveState:
+    """The relay's snapshot and the rooms' occupancy, for a metrics scrape."""
+    relay = app.get(RELAY)
+    registry = app.get(CONSULTATIONS)
+    return LiveState(
+        relay=relay.snapshot() if relay is not None else None,
+        seated=registry.seated() if registry is not None else {},
+    )
 
 
 async def close_live_media(app: web.Application) -> None:

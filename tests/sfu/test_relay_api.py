@@ -67,7 +67,7 @@ async def test_port_range_exhaustion_fails_the_offer_clearly(peers):
             await join(room, "a", peers(RED_BLUE, tone=440))
             with pytest.raises(PortsExhausted):
                 await room.connect("b", await peers(GREEN_WHITE, tone=880).offer())
-            assert relay.ports.exhausted == 1
+            assert relay.snapshot().port_exhaustions == 1
         finally:
             await relay.close()
 
@@ -158,11 +158,33 @@ async def test_forwarding_totals_outlive_the_room(relay, peers):
     await join(room, "a", a)
     await join(room, "b", b)
     assert await b.wait_for(lambda r: r.video_frames >= 5)
-    live = relay.forwarding_totals()["video_packets"]
+    live = relay.snapshot().forwarded.video_packets
     await room.close()
-    after = relay.forwarding_totals()
-    assert after["video_packets"] >= live > 0
-    assert relay.totals.rooms_created == 1 and relay.totals.legs_connected == 2
+    after = relay.snapshot()
+    assert after.forwarded.video_packets >= live > 0
+    assert after.rooms == ()
+    assert after.rooms_created == 1 and after.legs_connected == 2
+
+
+async def test_the_snapshot_holds_each_live_rooms_seats_and_what_they_sent(relay, peers):
+    room = relay.create_room()
+    a, b = peers(RED_BLUE, tone=440), peers(GREEN_WHITE, tone=880)
+    await join(room, "a", a)
+    await join(room, "b", b)
+    assert await b.wait_for(lambda r: r.video_frames >= 5)
+    assert await a.wait_for(lambda r: r.video_frames >= 5)
+    snapshot = relay.snapshot()
+    [live] = snapshot.rooms
+    assert sorted(leg.seat for leg in live.legs) == ["a", "b"]
+    for leg in live.legs:
+        assert leg.state == "connected" and leg.candidate_type == "host"
+        assert leg.forwarded_from.audio_packets > 0 and leg.forwarded_from.video_packets > 0
+    assert snapshot.forwarded == live.forwarded  # no room has closed yet
+    assert live.chat_relayed == live.chat_dropped == live.chat_refused == 0
+    # a copy: what is forwarded later shows in the next snapshot only
+    before = snapshot.forwarded.packets
+    await until(lambda: relay.snapshot().forwarded.packets > before, "more packets forwarded")
+    assert snapshot.forwarded.packets == before
 
 
 async def test_a_leg_whose_ice_never_completes_counts_as_an_ice_failure(relay, peers):
@@ -175,7 +197,8 @@ async def test_a_leg_whose_ice_never_completes_counts_as_an_ice_failure(relay, p
     await room.add_ice_candidate("a", None, None, None)
     await until(lambda: "failed" in states, "the leg without checks failed", timeout=30)
     assert states[-1] == "failed"
-    assert relay.totals.ice_failures == 1 and relay.totals.dtls_failures == 0
+    snapshot = relay.snapshot()
+    assert snapshot.ice_failures == 1 and snapshot.dtls_failures == 0
 
 
 async def test_trickled_candidates_beyond_the_per_leg_cap_are_refused(relay, peers):

@@ -20,7 +20,6 @@ def test_values_beyond_the_last_bound_go_to_infinity():
     histogram = LatencyHistogram()
     histogram.observe(3.0)
     assert histogram.counts[-1] == 1
-    assert histogram.quantile(0.5) == float("inf")
 
 
 def test_negative_delays_from_a_clock_step_count_as_zero():
@@ -29,15 +28,12 @@ def test_negative_delays_from_a_clock_step_count_as_zero():
     assert histogram.counts[0] == 1 and histogram.sum == 0.0
 
 
-def test_quantile_is_the_upper_bound_of_the_bucket_holding_it():
+def test_a_snapshot_is_a_copy_that_later_observations_leave_alone():
     histogram = LatencyHistogram()
-    for _ in range(98):
-        histogram.observe(0.0002)
-    histogram.observe(0.003)
-    histogram.observe(0.003)
-    assert histogram.quantile(0.5) == 0.00025
-    assert histogram.quantile(0.99) == 0.005
-
-
-def test_an_empty_histogram_has_no_quantile():
-    assert LatencyHistogram().quantile(0.99) is None
+    histogram.observe(0.0003)
+    snapshot = histogram.snapshot()
+    histogram.observe(3.0)
+    assert snapshot.bounds == BUCKETS
+    assert snapshot.counts[BUCKETS.index(0.0005)] == 1 and sum(snapshot.counts) == 1
+    assert len(snapshot.counts) == len(BUCKETS) + 1  # the last one is +Inf
+    assert (snapshot.count, snapshot.sum) == (1, 0.0003)
