@@ -14,7 +14,6 @@ import contextlib
 import datetime as dt
 import getpass
 import re
-import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
@@ -27,7 +26,7 @@ from signaling.credentials import (
     new_token,
 )
 from signaling.package_files import default_config_path
-from signaling.storage import AlreadyExists, NotFound, Storage, open_storage
+from signaling.storage import AlreadyExists, NotFound, Storage, StorageFailure, open_storage
 
 __all__ = ["main"]
 
@@ -66,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.status
-    except (OSError, sqlite3.Error) as exc:
+    except StorageFailure as exc:
+        # the operator's own terminal: the backend's full text helps ("database is locked")
+        print(f"{PROG}: database: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:
         print(f"{PROG}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

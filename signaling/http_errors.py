@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 from typing import Any
 
 from aiohttp import web
 
 from signaling.logs import LOGGER_NAME, log_event
+from signaling.storage import StorageFailure, StorageFull, StorageUnavailable
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -22,9 +22,11 @@ __all__ = [
     "ApiError",
     "api_error_middleware",
     "error_response",
+    "log_request_error",
     "parse_json",
     "read_json",
     "route_template",
+    "storage_failure_status",
 ]
 
 # Appointment requests are a few hundred bytes; a 2000-character note is at most 8 KB as UTF-8.
@@ -54,15 +56,15 @@ _STATUS_CODES = {
 }
 
 
-# SQLite result codes (the low byte of an extended code) that mean "not now", not "a bug": another
-# process holds the write lock past the busy timeout, or the disk (or max_page_count) is full.
-# Nothing was written -- every write is one transaction -- so the client may simply retry.
-_BUSY = (503, "storage_unavailable", "The database is busy; nothing was saved. Try again shortly.")
-_FULL = (507, "storage_full", "The server's storage is full; nothing was saved.")
-_STORAGE_TROUBLE = {
-    sqlite3.SQLITE_BUSY: _BUSY,
-    sqlite3.SQLITE_LOCKED: _BUSY,
-    sqlite3.SQLITE_FULL: _FULL,
+# The storage's "not now" failures: nothing was written -- every write is one transaction -- so
+# the client may simply retry. Any other `StorageFailure` is a 500 like any crash.
+_STORAGE_ANSWERS: dict[type[StorageFailure], tuple[int, str, str]] = {
+    StorageUnavailable: (
+        503,
+        "storage_unavailable",
+        "The database is busy; nothing was saved. Try again shortly.",
+    ),
+    StorageFull: (507, "storage_full", "The server's storage is full; nothing was saved."),
 }
 STORAGE_RETRY_AFTER_SECONDS = 5
 
@@ -105,24 +107,48 @@ async def api_error_middleware(request: web.Request, handler: Any) -> web.Stream
         return error_response(exc.status, code, exc.reason, headers)
     except asyncio.CancelledError:
         raise
-    except sqlite3.OperationalError as exc:
-        trouble = _STORAGE_TROUBLE.get(exc.sqlite_errorcode & 0xFF)
-        if trouble is None:
-            return _internal_error(request, exc)
-        status, code, message = trouble
-        log_event(
-            logger,
-            "storage_unavailable",
-            logging.ERROR,
-            method=request.method,
-            path=route_template(request),
-            error=exc.sqlite_errorname,  # a result code name, never the statement or its values
-        )
+    except StorageFailure as exc:
+        answer = storage_failure_status(exc)
+        log_request_error(request, exc)
+        if answer is None:
+            return error_response(500, "internal_error", "Internal server error")
+        status, code, message = answer
         return error_response(
             status, code, message, {"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)}
         )
     except Exception as exc:
-        return _internal_error(request, exc)
+        log_request_error(request, exc)
+        return error_response(500, "internal_error", "Internal server error")
+
+
+def storage_failure_status(exc: StorageFailure) -> tuple[int, str, str] | None:
+    """Status, code and message for a storage failure the client may retry; None for the rest."""
+    for kind, answer in _STORAGE_ANSWERS.items():
+        if isinstance(exc, kind):
+            return answer
+    return None
+
+
+def log_request_error(request: web.Request, exc: Exception) -> None:
+    """The one log line of a request that failed on our side, for pages, /api/ and /ws alike.
+
+    It names the route's template, never the path (paths carry invite tokens and usernames;
+    routes are not named, so the template is what identifies them), and the error's type -- or
+    for a storage failure the backend's reason (``SQLITE_BUSY``) -- never its text, which can
+    quote request data or SQL."""
+    if isinstance(exc, StorageFailure):
+        answer = storage_failure_status(exc)
+        event, error = (answer[1] if answer else "storage_error"), exc.reason
+    else:
+        event, error = "unhandled_error", type(exc).__name__
+    log_event(
+        logger,
+        event,
+        logging.ERROR,
+        method=request.method,
+        path=route_template(request),
+        error=error,
+    )
 
 
 def route_template(request: web.Request) -> str:
@@ -130,19 +156,6 @@ def route_template(request: web.Request) -> str:
     tokens and usernames. "-" when no route matched."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "-"
-
-
-def _internal_error(request: web.Request, exc: Exception) -> web.Response:
-    # Only the type is logged: exception messages can carry request data.
-    log_event(
-        logger,
-        "unhandled_error",
-        logging.ERROR,
-        method=request.method,
-        path=route_template(request),
-        error=type(exc).__name__,
-    )
-    return error_response(500, "internal_error", "Internal server error")
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:

@@ -14,6 +14,9 @@ from signaling.storage.base import (
     SessionStatistic,
     Storage,
     StorageError,
+    StorageFailure,
+    StorageFull,
+    StorageUnavailable,
     Therapist,
 )
 
@@ -28,6 +31,9 @@ __all__ = [
     "SessionStatistic",
     "Storage",
     "StorageError",
+    "StorageFailure",
+    "StorageFull",
+    "StorageUnavailable",
     "Therapist",
     "open_storage",
 ]

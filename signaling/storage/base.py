@@ -22,6 +22,9 @@ __all__ = [
     "SessionStatistic",
     "Storage",
     "StorageError",
+    "StorageFailure",
+    "StorageFull",
+    "StorageUnavailable",
     "Therapist",
 ]
 
@@ -36,6 +39,31 @@ class AlreadyExists(StorageError):
 
 class NotFound(StorageError):
     pass
+
+
+class StorageFailure(StorageError, RuntimeError):
+    """The backend could not do what was asked, through no fault of the caller's values; every
+    write is one transaction, so nothing of it was kept. Each backend maps its own driver's
+    errors to this or a subclass, so callers never see sqlite3 (or psycopg) exceptions.
+
+    Also a RuntimeError: a call on a closed storage raised the executor's RuntimeError before
+    this existed, and callers (and tests) that expect that still hold.
+
+    `reason` is the backend's own short name for the cause (e.g. ``SQLITE_BUSY``): safe to log,
+    as it never holds a statement or a value."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class StorageUnavailable(StorageFailure):
+    """Not now: the database is locked or busy past the wait, unreachable, or closed. The same
+    call may succeed when retried shortly."""
+
+
+class StorageFull(StorageFailure):
+    """The database's disk (or its configured size limit) is full."""
 
 
 class AppointmentState(StrEnum):
