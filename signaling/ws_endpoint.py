@@ -32,11 +32,12 @@ from signaling.consultations import (
 )
 from signaling.csrf import origin_of
 from signaling.drain import Drain
+from signaling.http_errors import log_request_error
 from signaling.login_sessions import SignedIn, current_session
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import Metrics
 from signaling.relay_setup import SIGNED_IN_SOCKETS
-from signaling.storage import Appointment, Storage
+from signaling.storage import Appointment, Storage, StorageFailure
 from signaling.turn_credentials import ice_servers_for_participant
 from signaling.ws_messages import BadMessage, Message, parse_message
 
@@ -203,6 +204,10 @@ class SignalingEndpoint:
                 signed_in=await current_session(request, self._storage),
                 client_cookie=request.cookies.get(invites.COOKIE_NAME),
             )
+        except StorageFailure as exc:
+            self._storage_failed(request, connection, exc)
+            await self._gone(connection)
+            return ws
         except BaseException:
             await self._gone(connection)
             raise
@@ -215,7 +220,7 @@ class SignalingEndpoint:
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    if not await self._receive(state, msg.data, connection):
+                    if not await self._receive(state, msg.data, connection, request):
                         break
                 elif msg.type == WSMsgType.BINARY:
                     self._error(connection, "bad_message", "messages are JSON text")
@@ -250,22 +255,24 @@ class SignalingEndpoint:
 
     # --- dispatch ---------------------------------------------------------------------------
 
-    async def _receive(self, state: _State, text: str, connection: Connection) -> bool:
+    async def _receive(
+        self, state: _State, text: str, connection: Connection, request: web.Request
+    ) -> bool:
         """Handle one message; False when the connection must end."""
         if not state.limit.allow():
             self._refuse(
                 connection, Refusal("rate_limited", "too many messages", CLOSE_RATE_LIMITED)
             )
             return False
-        if state.signed_in is not None and state.seat != CLIENT:
-            # Each message re-checks the sign-in: the CLI may have ended it in the database.
-            live = await self._storage.live_login_sessions(
-                {state.signed_in.session.id}, self._clock()
-            )
-            if not live:
-                self._signed_out(connection)
-                return False
         try:
+            if state.signed_in is not None and state.seat != CLIENT:
+                # Each message re-checks the sign-in: the CLI may have ended it in the database.
+                live = await self._storage.live_login_sessions(
+                    {state.signed_in.session.id}, self._clock()
+                )
+                if not live:
+                    self._signed_out(connection)
+                    return False
             message = parse_message(text)
             await self._handlers[message.type](state, message, connection)
         except BadMessage as exc:
@@ -295,6 +302,9 @@ class SignalingEndpoint:
                 "relay_unavailable",
                 "No media connection is free right now. Please try again in a few minutes.",
             )
+        except StorageFailure as exc:
+            self._storage_failed(request, connection, exc)
+            return False
         except Exception as exc:
             # only the type: an exception's text may carry what the browser sent
             log_event(logger, "signaling_error", logging.ERROR, error=type(exc).__name__)
@@ -305,6 +315,21 @@ class SignalingEndpoint:
 
     def _error(self, connection: Connection, code: str, message: str) -> None:
         connection.send({"v": 1, "type": "error", "code": code, "message": message})
+
+    def _storage_failed(
+        self, request: web.Request, connection: Connection, exc: StorageFailure
+    ) -> None:
+        """The database could not answer (locked, full, closed): nothing of the message took
+        effect. `relay_unavailable` is the protocol's "not now" -- the pages say the server is
+        busy and keep trying -- and 1011 is not a final close, so the page's socket reconnects
+        with back-off and joins again."""
+        log_request_error(request, exc)
+        self._error(
+            connection,
+            "relay_unavailable",
+            "The service cannot reach its database right now. Please try again in a moment.",
+        )
+        connection.close(CLOSE_INTERNAL)
 
     def _unavailable(self, connection: Connection, reason: str, message: str) -> None:
         """The relay cannot take this call; the browser may retry on the same connection."""
