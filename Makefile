@@ -1,5 +1,5 @@
 # make run   — set up .venv, the data directory and database, then serve config/default.yaml
-# make test  — set up .venv with test extras, chromium and coturn, lint, then run the whole test suite
+# make test  — set up .venv with test extras, chromium, firefox and coturn, lint, then run the whole test suite
 # make lock  — rewrite requirements/*.txt after a change of dependencies in pyproject.toml
 # make lock-upgrade — move every pin in requirements/*.txt to the newest version that fits
 
@@ -19,13 +19,13 @@ PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --
 	--generate-hashes --allow-unsafe --strip-extras --build-deps-for editable \
 	--no-emit-index-url --no-emit-find-links $(PIP_COMPILE_FLAGS)
 
-.PHONY: run test lint format clean chromium coturn lock lock-upgrade
+.PHONY: run test lint format clean chromium firefox coturn lock lock-upgrade
 
 run: $(VENV)/.installed
 	$(BIN)/sprechzimmer bootstrap --config $(CONFIG)
 	$(BIN)/sprechzimmer serve --config $(CONFIG)
 
-test: $(VENV)/.installed-test chromium coturn lint
+test: $(VENV)/.installed-test chromium firefox coturn lint
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test
@@ -37,7 +37,7 @@ format: $(VENV)/.installed-test
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache test-artifacts build
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache test-artifacts build $(BIDI)/node_modules
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 $(BIN)/python:
@@ -82,6 +82,32 @@ chromium:
 	    exit 1; \
 	  fi; \
 	fi
+
+# The Firefox tests (tests/web/firefox_bidi.py) drive Debian's firefox-esr over WebDriver BiDi
+# with puppeteer-core from tests/web/bidi/package-lock.json: npm ci installs exactly the lock,
+# and no browser is downloaded (puppeteer-core has no download step; the variable makes sure).
+BIDI := tests/web/bidi
+firefox: $(BIDI)/node_modules/.installed
+	@if [ ! -x /usr/bin/firefox-esr ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends firefox-esr; \
+	  else \
+	    echo "error: /usr/bin/firefox-esr is missing; install Debian's firefox-esr package (sudo apt-get install firefox-esr)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+$(BIDI)/node_modules/.installed: $(BIDI)/package.json $(BIDI)/package-lock.json
+	@if ! command -v npm >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm; \
+	  else \
+	    echo "error: node and npm are missing; install Debian's nodejs and npm packages (sudo apt-get install nodejs npm)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+	cd $(BIDI) && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # The TURN tests start their own turnserver on 127.0.0.1 (tests/web/coturn_server.py). Under
 # systemd, Debian's package enables and starts coturn.service on port 3478 of every address with
