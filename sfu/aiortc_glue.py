@@ -50,6 +50,15 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from .header_extensions import MID_URI
 from .ice_guard import GuardedStunProtocol
 from .latency import SAMPLE_EVERY, LatencyHistogram
+from .rtp import (
+    DTLS_FIRST_MAX,
+    DTLS_FIRST_MIN,
+    RTCP_SECOND_MAX,
+    RTCP_SECOND_MIN,
+    SRTP_FIRST_MAX,
+    SRTP_FIRST_MIN,
+    STUN_FIRST_MAX,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -449,9 +458,10 @@ def _install_reader(
             except OSError as exc:
                 protocol.error_received(exc)
                 return
-            if len(data) > 1 and 127 < data[0] < 192:
+            # rtp.demux, inline: a call per datagram costs
+            if len(data) > 1 and SRTP_FIRST_MIN <= data[0] <= SRTP_FIRST_MAX:
                 try:
-                    if 192 <= data[1] <= 223:
+                    if RTCP_SECOND_MIN <= data[1] <= RTCP_SECOND_MAX:
                         plain = unprotect_rtcp(data)
                         if addr != wire.remote_addr:
                             follow(addr)
@@ -467,8 +477,10 @@ def _install_reader(
                     pass  # replayed or forged: libsrtp authenticates every packet
                 except Exception as exc:  # a bug must not kill the socket reader
                     on_error(exc)
-            elif data and (data[0] < 4 or 19 < data[0] < 64):
-                hand_back(data, addr)  # STUN (0-3) or DTLS (20-63), as RFC 7983 demultiplexes
+            elif data and (
+                data[0] <= STUN_FIRST_MAX or DTLS_FIRST_MIN <= data[0] <= DTLS_FIRST_MAX
+            ):
+                hand_back(data, addr)  # STUN or DTLS, as RFC 7983 demultiplexes
             # anything else is dropped here: aiortc's DTLS reader dies on an empty datagram
 
     loop._remove_reader(fd)

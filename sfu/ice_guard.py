@@ -34,6 +34,14 @@ from typing import Any
 import aioice.ice
 from aioice import stun
 
+from .rtp import (
+    DTLS_FIRST_MAX,
+    DTLS_FIRST_MIN,
+    SRTP_FIRST_MAX,
+    SRTP_FIRST_MIN,
+    STUN_FIRST_MAX,
+)
+
 __all__ = ["MAX_CHECKED_ADDRESSES", "GuardedStunProtocol", "authenticated_request"]
 
 # Addresses proven per socket. Only a holder of the ICE password can add one (a browser has a
@@ -56,9 +64,11 @@ class GuardedStunProtocol(aioice.ice.StunProtocol):
             return
         addr = (addr[0], addr[1])  # an IPv6 four-tuple as aioice keeps it
         first = data[0]
-        if first < 4:
+        if first <= STUN_FIRST_MAX:
             self._stun_received(data, addr)  # type: ignore[arg-type]
-        elif (19 < first < 64 or 127 < first < 192) and addr in self.checked:
+        elif (
+            DTLS_FIRST_MIN <= first <= DTLS_FIRST_MAX or SRTP_FIRST_MIN <= first <= SRTP_FIRST_MAX
+        ) and addr in self.checked:
             self.receiver.data_received(data, self.local_candidate.component)
         else:
             self.dropped += 1

@@ -26,7 +26,8 @@ MAX_CANDIDATE_BYTES = 1024
 
 class Leg:
     """A browser's connection, from offer to close. States: new, connecting, connected, failed,
-    closed; ``on_state`` hears every change and ``on_media`` gets the decrypted traffic."""
+    closed; ``on_state`` hears every change, ``on_rtp`` and ``on_rtcp`` get the decrypted
+    packets, and ``on_chat`` the chat messages its limiter lets through."""
 
     def __init__(
         self,

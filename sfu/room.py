@@ -48,10 +48,6 @@ class Room:
         self._reports = asyncio.ensure_future(self._send_receiver_reports())
 
     @property
-    def seats(self) -> list[str]:
-        return list(self._forwarders)
-
-    @property
     def chat_refused(self) -> int:
         """Chat messages the current legs' limits refused (too big or too fast)."""
         return sum(leg.chat_limiter.refused for leg in self._legs.values())

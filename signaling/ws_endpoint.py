@@ -170,7 +170,6 @@ class SignalingEndpoint:
         self._metrics = metrics or Metrics()
         self._drain = drain or Drain()
         self._connections: set[Connection] = set()
-        self.rejections: dict[str, int] = {}
         self._handlers: dict[str, Callable[[_State, Message, Connection], Awaitable[None]]] = {
             "join": self._join,
             "offer": self._offer,
@@ -333,13 +332,11 @@ class SignalingEndpoint:
 
     def _unavailable(self, connection: Connection, reason: str, message: str) -> None:
         """The relay cannot take this call; the browser may retry on the same connection."""
-        self.rejections[reason] = self.rejections.get(reason, 0) + 1
         self._metrics.reject(reason)
         log_event(logger, "media_refused", reason=reason)
         self._error(connection, "relay_unavailable", message)
 
     def _refuse(self, connection: Connection, refusal: Refusal) -> None:
-        self.rejections[refusal.code] = self.rejections.get(refusal.code, 0) + 1
         self._metrics.reject(refusal.code)
         log_event(logger, "join_refused", reason=refusal.code)
         self._error(connection, refusal.code, str(refusal))

@@ -38,7 +38,7 @@ async def test_a_third_participant_is_refused(relay, peers):
     intruder = peers(RED_BLUE, tone=440)
     with pytest.raises(RoomFull):
         await room.connect("someone-else", await intruder.offer())
-    assert sorted(room.seats) == ["client", "therapist"]
+    assert sorted(room.stats()) == ["client", "therapist"]
 
 
 async def test_a_closed_room_refuses_to_connect(relay, peers):
