@@ -80,6 +80,10 @@ def workload(scenario: str, kind: str, packets: int) -> None:
 
 def count(scenario: str, kind: str, packets: int) -> int:
     """Instructions callgrind collects for a whole run of the workload."""
+    # one run outside callgrind first, so every module's .pyc is written: otherwise whichever
+    # run compiles an edited module pays for it, and the difference is off by the compiler
+    command = [sys.executable, __file__, "--run", scenario, kind, "1"]
+    subprocess.run(command, capture_output=True, check=True)
     result = subprocess.run(
         [
             "valgrind",
