@@ -7,7 +7,7 @@ import asyncio
 import socket
 
 from signaling.config import Config
-from signaling.storage import Storage
+from signaling.storage import Storage, StorageFailure
 
 __all__ = ["DATABASE_TIMEOUT_SECONDS", "check_readiness", "udp_port_free"]
 
@@ -29,7 +29,9 @@ async def check_readiness(config: Config, storage: Storage, draining: bool) -> d
 async def _database_answers(storage: Storage) -> bool:
     try:
         await asyncio.wait_for(storage.ping(), DATABASE_TIMEOUT_SECONDS)
-    except Exception:
+    except (StorageFailure, TimeoutError):
+        # every backend reports its trouble as a StorageFailure; anything else is a bug and
+        # is logged as one by the error middleware, not hidden as "not ready"
         return False
     return True
 
