@@ -28,8 +28,9 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import aioice.ice
 import pylibsrtp
@@ -154,7 +155,7 @@ class GatherPolicy:
     stun_server: tuple[str, int] | None = None
 
 
-def make_peer_connection(ice_servers: list[dict]) -> RTCPeerConnection:
+def make_peer_connection(ice_servers: list[dict[str, Any]]) -> RTCPeerConnection:
     """A peer connection with exactly the configured ICE servers (aiortc defaults to Google's)."""
     servers = [
         RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
@@ -191,12 +192,13 @@ def prepare_peer_connection(pc: RTCPeerConnection, policy: GatherPolicy) -> None
         transports.append(pc.sctp.transport)  # bundled away later, unless it comes first
     for dtls in transports:
         connection = dtls.transport.iceGatherer._connection
-        connection.get_component_candidates = _gatherer(connection, policy)
+        # replacing aioice's method on this one instance is the point; mypy forbids it generally
+        connection.get_component_candidates = _gatherer(connection, policy)  # type: ignore[method-assign, assignment]
 
 
 def _gatherer(
     connection: aioice.ice.Connection, policy: GatherPolicy
-) -> Callable[..., Awaitable[list[Candidate]]]:
+) -> Callable[[int, list[str], int], Coroutine[Any, Any, list[Candidate]]]:
     async def get_component_candidates(
         component: int, addresses: list[str], timeout: int = 5
     ) -> list[Candidate]:
@@ -483,8 +485,10 @@ def _install_reader(
                 hand_back(data, addr)  # STUN or DTLS, as RFC 7983 demultiplexes
             # anything else is dropped here: aiortc's DTLS reader dies on an empty datagram
 
-    loop._remove_reader(fd)
-    loop._add_reader(fd, drain)
+    # the selector loop's own reader slot, which create_datagram_endpoint registered: replaced
+    # rather than added beside, so asyncio's one-datagram-per-round reader never runs again
+    loop._remove_reader(fd)  # type: ignore[attr-defined]
+    loop._add_reader(fd, drain)  # type: ignore[attr-defined]
 
 
 def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
@@ -492,5 +496,5 @@ def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
             seconds, nanoseconds = struct.unpack_from("qq", data)
-            return seconds + nanoseconds / 1e9
+            return float(seconds + nanoseconds / 1e9)
     return 0.0

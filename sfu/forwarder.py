@@ -94,7 +94,10 @@ class Forwarder:
         self.request_keyframe(self._clock())
 
     def route_tables(self) -> RouteTables:
-        routes = [*self._media_routes.values(), *self._rtx_routes.values()]
+        routes: list[MediaRoute | RtxRoute] = [
+            *self._media_routes.values(),
+            *self._rtx_routes.values(),
+        ]
         return RouteTables(
             media_routes=len(self._media_routes),
             rtx_routes=len(self._rtx_routes),
@@ -142,10 +145,11 @@ class Forwarder:
                 or packet[fixed + 1] != 0xDE
                 or not rewriter.rewrite_in_place(out, fixed + 4, header_end)
             ):
-                out = _rewrite_extensions(rewriter, packet, first, header_end)
-                if out is None:
+                rebuilt = _rewrite_extensions(rewriter, packet, first, header_end)
+                if rebuilt is None:
                     self.counters.dropped += 1
                     return
+                out = rebuilt
         out_seq, out_ts = route.mapping.forward(seq, ts, now)
         FIXED_HEADER.pack_into(
             out, 0, out[0], (second & 0x80) | route.out_pt, out_seq, out_ts, route.out_ssrc
@@ -175,11 +179,10 @@ class Forwarder:
         downstream = self._downstream.get(params.kind)
         if upstream is None or downstream is None:
             return None
-        rewriter: ExtensionRewriter | None = ExtensionRewriter(
+        full = ExtensionRewriter(
             params.ext_ids, downstream.params.ext_ids, params.mid, downstream.params.mid
         )
-        if rewriter.identity:
-            rewriter = None
+        rewriter = None if full.identity else full
         if is_rtx:
             # RTX carries the original packet; _forward_rtx numbers it through the main stream
             # and sends it on the sink's RTX stream, or unwrapped when the sink has none
@@ -217,7 +220,8 @@ class Forwarder:
             if rewritten is None:
                 return
             shift = len(packet) - len(rewritten)
-            packet, header_end, end = rewritten, header_end - shift, end - shift
+            # only read from here on, and a bytearray reads like bytes
+            packet, header_end, end = rewritten, header_end - shift, end - shift  # type: ignore[assignment]
             first = packet[0]
         osn, original = unwrap_rtx(packet, first, header_end, end)
         mapping = downstream.mapping

@@ -42,6 +42,19 @@ class Counters:
         "video_bytes",
         "video_packets",
     )
+    # for the type checker; __init__ sets each to 0
+    audio_bytes: int
+    audio_packets: int
+    dropped: int
+    keyframe_requests_received: int
+    keyframe_requests_sent: int
+    nack_upstream: int
+    nacks_received: int
+    packets_lost: int
+    retransmit_hits: int
+    retransmit_misses: int
+    video_bytes: int
+    video_packets: int
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -107,7 +120,8 @@ class MediaRoute:
         self.cache = downstream.cache
         self.out_pt = downstream.params.payload_type
         self.out_ssrc = downstream.params.local_ssrc
-        self.reception = upstream.reception
+        # a media route is made only after its upstream's reception (Forwarder._new_route)
+        self.reception: ReceptionStats = upstream.reception  # type: ignore[assignment]
         self.rewriter = rewriter  # None: forward the extension block unchanged
         self.wire = wire  # the sink's; routes are rebuilt whenever the sink changes
 

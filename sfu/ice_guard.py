@@ -29,6 +29,7 @@ other peer connection (the tests' peers) the same way.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import aioice.ice
@@ -57,15 +58,16 @@ class GuardedStunProtocol(aioice.ice.StunProtocol):
         # insertion-ordered, so the oldest proof is the first forgotten
         self.checked: dict[tuple[str, int], None] = {}
         self.dropped = 0
+        self.relay_socket: socket.socket | None = None  # set by aiortc_glue for the relay's legs
 
     def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
-        if not data:
+        if not data or isinstance(data, str):  # aioice's signature allows str; UDP never does
             self.dropped += 1
             return
         addr = (addr[0], addr[1])  # an IPv6 four-tuple as aioice keeps it
         first = data[0]
         if first <= STUN_FIRST_MAX:
-            self._stun_received(data, addr)  # type: ignore[arg-type]
+            self._stun_received(data, addr)
         elif (
             DTLS_FIRST_MIN <= first <= DTLS_FIRST_MAX or SRTP_FIRST_MIN <= first <= SRTP_FIRST_MAX
         ) and addr in self.checked:

@@ -51,6 +51,8 @@ def kind_params(media: NegotiatedMedia) -> KindParams | None:
     if parameters is None or not parameters.codecs:
         return None
     main = parameters.codecs[0]
+    if main.payloadType is None:
+        return None  # aiortc types it optional; a negotiated codec always has one
     rtx = next(
         (
             c

@@ -43,13 +43,16 @@ class Relay:
             self._gather,
             keyframe_interval=self.config.keyframe_request_interval,
             report_interval=self.config.receiver_report_interval,
-            on_close=lambda r: self._rooms.pop(r.id, None),
+            on_close=self._forget,
             latency=self._latency,
             totals=self._totals,
         )
         self._rooms[room_id] = room
         self._totals.rooms_created += 1
         return room
+
+    def _forget(self, room: Room) -> None:
+        self._rooms.pop(room.id, None)
 
     def snapshot(self) -> RelaySnapshot:
         """The live rooms and the counters since start, copied now (for metrics, at scrape)."""
