@@ -152,13 +152,13 @@ async def test_the_dashboard_row_reads_well_from_phone_to_wide(web_server: WebSe
     note = item.locator(".note")
     await note.focus()
     await dashboard.keyboard.press("Enter")
-    await expect(note).to_have_attribute("aria-expanded", "true")
+    await expect(note).to_have_class(re.compile(r"\bexpanded\b"))
     opened = await dashboard.evaluate(ROW_GEOMETRY, appointment["id"])
     assert not opened["noteClipped"] and opened["noteHeight"] > 2 * opened["noteLineHeight"], (
         f"the note did not open in full: {opened}"
     )
     await note.click()
-    await expect(note).to_have_attribute("aria-expanded", "false")
+    await expect(note).not_to_have_class(re.compile(r"\bexpanded\b"))
 
     assert recorded.errors == []
     assert foreign_requests(web_server, recorded) == []

@@ -137,8 +137,8 @@ function renderItem(appointment) {
 
 /**
  * The note, clamped to two lines by the stylesheet so a long one does not make the row tall.
- * The whole text stays in the DOM (screen readers read it all) and in the title; a click,
- * Enter or Space opens it in full, and it stays open across the list's refreshes.
+ * The whole text stays in the DOM (screen readers read it all, so it is no button) and in the
+ * title; a click, or Enter or Space on it, opens it in full, and it stays open across refreshes.
  */
 function showNote(note, id, text) {
   note.textContent = text || "";
@@ -146,13 +146,11 @@ function showNote(note, id, text) {
   note.title = text || "";
   const open = expandedNotes.has(id);
   note.classList.toggle("expanded", open);
-  note.setAttribute("aria-expanded", String(open));
   const toggle = () => {
     const nowOpen = !expandedNotes.has(id);
     if (nowOpen) expandedNotes.add(id);
     else expandedNotes.delete(id);
     note.classList.toggle("expanded", nowOpen);
-    note.setAttribute("aria-expanded", String(nowOpen));
   };
   note.addEventListener("click", toggle);
   note.addEventListener("keydown", (event) => {
