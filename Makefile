@@ -1,5 +1,5 @@
 # make run   — set up .venv, the data directory and database, then serve config/default.yaml
-# make test  — set up .venv with test extras, chromium, firefox and coturn, lint, then run the whole test suite
+# make test  — set up .venv with test extras, chromium, firefox, webkit and coturn, lint, then run the whole test suite
 # make lock  — rewrite requirements/*.txt after a change of dependencies in pyproject.toml
 # make lock-upgrade — move every pin in requirements/*.txt to the newest version that fits
 
@@ -19,13 +19,13 @@ PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --
 	--generate-hashes --allow-unsafe --strip-extras --build-deps-for editable \
 	--no-emit-index-url --no-emit-find-links $(PIP_COMPILE_FLAGS)
 
-.PHONY: run test lint format clean chromium firefox coturn lock lock-upgrade
+.PHONY: run test lint format clean chromium firefox webkit coturn lock lock-upgrade
 
 run: $(VENV)/.installed
 	$(BIN)/sprechzimmer bootstrap --config $(CONFIG)
 	$(BIN)/sprechzimmer serve --config $(CONFIG)
 
-test: $(VENV)/.installed-test chromium firefox coturn lint
+test: $(VENV)/.installed-test chromium firefox webkit coturn lint
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test
@@ -109,6 +109,18 @@ $(BIDI)/node_modules/.installed: $(BIDI)/package.json $(BIDI)/package-lock.json
 	fi
 	cd $(BIDI) && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# Debian's WebKitGTK has no WebRTC; tests/web/test_safari_paths.py holds that with its WebDriver
+# under Xvfb (docs/browsers.md), and tests Safari's code paths in chromium.
+webkit:
+	@if [ ! -x /usr/bin/WebKitWebDriver ] || [ ! -x /usr/bin/Xvfb ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends webkit2gtk-driver xvfb; \
+	  else \
+	    echo "error: WebKitWebDriver or Xvfb is missing; install Debian's webkit2gtk-driver and xvfb packages (sudo apt-get install webkit2gtk-driver xvfb)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 
 # The TURN tests start their own turnserver on 127.0.0.1 (tests/web/coturn_server.py). Under
 # systemd, Debian's package enables and starts coturn.service on port 3478 of every address with
