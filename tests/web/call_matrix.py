@@ -171,6 +171,14 @@ async def each_sees_and_hears_the_other(therapist: AnyPage, client: AnyPage) -> 
     await until(client, SHOWS_RED, "the client did not see the therapist's red picture")
     assert near(await therapist.evaluate(REMOTE_COLOUR), BLUE)
     assert near(await client.evaluate(REMOTE_COLOUR), RED)
+    # The quality indicator reads getStats() as each browser writes it (Firefox has no
+    # transport stats, so the selected pair is found another way).
+    for page, who in ((therapist, "therapist"), (client, "client")):
+        await until(
+            page,
+            "document.getElementById('quality').classList.contains('good')",
+            f"the {who}'s quality indicator did not show a good loopback connection",
+        )
 
 
 async def send_chat(page: AnyPage, text: str) -> None:
