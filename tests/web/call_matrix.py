@@ -171,8 +171,7 @@ async def each_sees_and_hears_the_other(therapist: AnyPage, client: AnyPage) -> 
     await until(client, SHOWS_RED, "the client did not see the therapist's red picture")
     assert near(await therapist.evaluate(REMOTE_COLOUR), BLUE)
     assert near(await client.evaluate(REMOTE_COLOUR), RED)
-    # The quality indicator reads getStats() as each browser writes it (Firefox has no
-    # transport stats, so the selected pair is found another way).
+    # The quality indicator reads getStats() as each browser writes it; their reports differ.
     for page, who in ((therapist, "therapist"), (client, "client")):
         await until(
             page,
