@@ -8,6 +8,7 @@ from signaling.storage.base import (
     ApiKey,
     Appointment,
     AppointmentState,
+    CrisisCard,
     LoginSession,
     NotFound,
     PurgeResult,
@@ -18,6 +19,7 @@ from signaling.storage.base import (
     StorageFull,
     StorageUnavailable,
     Therapist,
+    TherapistSettings,
 )
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "ApiKey",
     "Appointment",
     "AppointmentState",
+    "CrisisCard",
     "LoginSession",
     "NotFound",
     "PurgeResult",
@@ -35,6 +38,7 @@ __all__ = [
     "StorageFull",
     "StorageUnavailable",
     "Therapist",
+    "TherapistSettings",
     "open_storage",
 ]
 

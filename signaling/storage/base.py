@@ -16,6 +16,7 @@ __all__ = [
     "ApiKey",
     "Appointment",
     "AppointmentState",
+    "CrisisCard",
     "LoginSession",
     "NotFound",
     "PurgeResult",
@@ -26,6 +27,7 @@ __all__ = [
     "StorageFull",
     "StorageUnavailable",
     "Therapist",
+    "TherapistSettings",
 ]
 
 
@@ -81,6 +83,24 @@ class Therapist:
     password_hash: str
     disabled: bool
     created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class TherapistSettings:
+    """A therapist's preferences; a therapist who never changed them has these defaults."""
+
+    # A sound, a desktop notification and a count in the dashboard's title when a client
+    # enters the waiting room.
+    arrival_alert: bool = True
+
+
+@dataclass(frozen=True)
+class CrisisCard:
+    """Where the client is during the session and a phone number for emergencies, as the client
+    gave them before joining; None until then. Personal data: purged with the name."""
+
+    location: str | None
+    phone: str | None
 
 
 @dataclass(frozen=True)
@@ -211,6 +231,16 @@ class Storage(abc.ABC):
         """Raise `NotFound` for an unknown username. Also deletes every login session of the
         account, in the same transaction: whoever knew the old password is signed out."""
 
+    @abc.abstractmethod
+    async def get_therapist_settings(self, therapist_id: int) -> TherapistSettings:
+        """The therapist's settings; the defaults if none were ever set."""
+
+    @abc.abstractmethod
+    async def set_therapist_settings(
+        self, therapist_id: int, settings: TherapistSettings
+    ) -> TherapistSettings:
+        """Replace the therapist's settings; raise `NotFound` for an unknown therapist."""
+
     # API keys
 
     @abc.abstractmethod
@@ -285,6 +315,25 @@ class Storage(abc.ABC):
     ) -> dt.datetime | None:
         """The latest `valid_until` after `now` among appointments bound to `binding_hash`."""
 
+    # crisis cards
+
+    @abc.abstractmethod
+    async def set_crisis_card(self, appointment_id: int, on: bool) -> None:
+        """Switch the appointment's crisis card on (what the client gave is kept) or off (it is
+        deleted). Raise `NotFound` for an unknown appointment."""
+
+    @abc.abstractmethod
+    async def get_crisis_card(self, appointment_id: int) -> CrisisCard | None:
+        """The card, or None when it is not switched on for the appointment."""
+
+    @abc.abstractmethod
+    async def fill_crisis_card(self, appointment_id: int, location: str, phone: str) -> bool:
+        """Store what the client gave; False (nothing stored) when the card is not on."""
+
+    @abc.abstractmethod
+    async def crisis_card_appointments(self, therapist_id: int) -> set[int]:
+        """The ids of the therapist's appointments whose crisis card is switched on."""
+
     # login sessions
 
     @abc.abstractmethod
@@ -331,5 +380,6 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
-        """Clear personal data of appointments whose `valid_until` < `now` and delete statistics
-        whose date is more than `retention_days` before `now`'s date."""
+        """Clear personal data of appointments whose `valid_until` < `now` (their crisis cards
+        are deleted) and delete statistics whose date is more than `retention_days` before
+        `now`'s date."""

@@ -12,6 +12,7 @@ threads or the event loop:
 - `sqlite_appointments`: appointments, invites, consent and binding
 - `sqlite_statistics`: session statistics and the purge
 - `sqlite_api_keys`: the integration API's keys
+- `sqlite_crisis_cards`: appointments' crisis cards and therapists' settings
 - `sqlite_migrations`: the schema; `sqlite_database`: the connection, transactions, times, and
   sqlite3's errors mapped to the interface's (`StorageUnavailable`, `StorageFull`, ...)
 
@@ -35,15 +36,18 @@ from signaling.storage.base import (
     ApiKey,
     Appointment,
     AppointmentState,
+    CrisisCard,
     LoginSession,
     PurgeResult,
     SessionStatistic,
     Storage,
     StorageUnavailable,
     Therapist,
+    TherapistSettings,
 )
 from signaling.storage.sqlite_api_keys import ApiKeys
 from signaling.storage.sqlite_appointments import Appointments, check_changes
+from signaling.storage.sqlite_crisis_cards import CrisisCards, TherapistSettingsTable
 from signaling.storage.sqlite_database import Database, format_time, parse_time, storage_failure
 from signaling.storage.sqlite_statistics import Statistics
 from signaling.storage.sqlite_therapists import Therapists
@@ -64,6 +68,8 @@ class SqliteStorage(Storage):
         self._api_keys = ApiKeys(self._database)
         self._appointments = Appointments(self._database)
         self._statistics = Statistics(self._database)
+        self._crisis_cards = CrisisCards(self._database)
+        self._settings = TherapistSettingsTable(self._database)
         self._closed = False
 
     @classmethod
@@ -133,6 +139,14 @@ class SqliteStorage(Storage):
 
     async def set_therapist_password(self, username: str, password_hash: str) -> None:
         await self._run(self._therapists.set_password, username, password_hash)
+
+    async def get_therapist_settings(self, therapist_id: int) -> TherapistSettings:
+        return await self._run(self._settings.get, therapist_id)
+
+    async def set_therapist_settings(
+        self, therapist_id: int, settings: TherapistSettings
+    ) -> TherapistSettings:
+        return await self._run(self._settings.set, therapist_id, settings)
 
     # API keys
 
@@ -216,6 +230,20 @@ class SqliteStorage(Storage):
     ) -> dt.datetime | None:
         return await self._run(self._appointments.latest_bound_valid_until, binding_hash, now)
 
+    # crisis cards
+
+    async def set_crisis_card(self, appointment_id: int, on: bool) -> None:
+        await self._run(self._crisis_cards.set_on, appointment_id, on)
+
+    async def get_crisis_card(self, appointment_id: int) -> CrisisCard | None:
+        return await self._run(self._crisis_cards.get, appointment_id)
+
+    async def fill_crisis_card(self, appointment_id: int, location: str, phone: str) -> bool:
+        return await self._run(self._crisis_cards.fill, appointment_id, location, phone)
+
+    async def crisis_card_appointments(self, therapist_id: int) -> set[int]:
+        return await self._run(self._crisis_cards.of_therapist, therapist_id)
+
     # login sessions
 
     async def create_login_session(
@@ -262,7 +290,14 @@ class SqliteStorage(Storage):
         return await self._run(self._statistics.of_therapist, therapist_id)
 
     async def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
-        return await self._run(self._statistics.purge, now, retention_days)
+        return await self._run(self._purge, now, retention_days)
+
+    def _purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
+        # The cards first: should the second step fail, they are gone and the rest is cleared
+        # on the next run; the other order could leave a card of a purged appointment. The
+        # statistics' purge then folds the write-ahead log back, with the cards' pages in it.
+        self._crisis_cards.purge(now)
+        return self._statistics.purge(now, retention_days)
 
 
 def _mapping_errors(function: Callable[..., T], *args: Any) -> T:

@@ -54,12 +54,12 @@ async def test_migrations_create_all_tables_in_an_empty_database(tmp_path):
 
 
 async def test_migrations_record_their_version(storage):
-    assert await storage.schema_version() == 2
+    assert await storage.schema_version() == 3
 
 
 async def test_rerunning_migrations_applies_nothing(storage):
     assert await storage.migrate() == []
-    assert await storage.schema_version() == 2
+    assert await storage.schema_version() == 3
 
 
 async def test_reopening_an_existing_database_keeps_its_data(tmp_path):
