@@ -41,6 +41,8 @@ class AppointmentInput:
     starts_at: dt.datetime
     duration_minutes: int
     note: str | None
+    # the client confirms where they are and an emergency phone number before joining
+    crisis_card: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,19 +73,25 @@ def mint_invite(config: Config) -> Invite:
 
 def parse_new_appointment(config: Config, body: dict[str, Any]) -> AppointmentInput:
     """Validate a create request; raise `ApiError` 400 naming the bad field."""
-    _reject_unknown(body, {"starts_at", "duration_minutes", "note"})
+    _reject_unknown(body, {"starts_at", "duration_minutes", "note", "crisis_card"})
     if "starts_at" not in body:
         raise _invalid("starts_at is required")
     starts_at = _starts_at(config, body["starts_at"])
     duration = body.get("duration_minutes", config.appointments.default_duration_minutes)
-    return AppointmentInput(starts_at, _duration(duration), _note(body.get("note")))
+    return AppointmentInput(
+        starts_at,
+        _duration(duration),
+        _note(body.get("note")),
+        _crisis_card(body.get("crisis_card", False)),
+    )
 
 
 def parse_changes(config: Config, body: dict[str, Any]) -> dict[str, Any]:
-    """Validate an edit request; return the storage fields to change (window included)."""
-    _reject_unknown(body, {"starts_at", "duration_minutes", "note"})
+    """Validate an edit request; return the fields to change (window included). `crisis_card`
+    is no column of the appointment: the caller switches the card itself."""
+    _reject_unknown(body, {"starts_at", "duration_minutes", "note", "crisis_card"})
     if not body:
-        raise _invalid("Nothing to change: send starts_at, duration_minutes or note")
+        raise _invalid("Nothing to change: send starts_at, duration_minutes, note or crisis_card")
     changes: dict[str, Any] = {}
     if "starts_at" in body:
         starts_at = _starts_at(config, body["starts_at"])
@@ -93,6 +101,8 @@ def parse_changes(config: Config, body: dict[str, Any]) -> dict[str, Any]:
         changes["duration_minutes"] = _duration(body["duration_minutes"])
     if "note" in body:
         changes["note"] = _note(body["note"])
+    if "crisis_card" in body:
+        changes["crisis_card"] = _crisis_card(body["crisis_card"])
     return changes
 
 
@@ -110,6 +120,8 @@ async def create_appointment(
         note=data.note,
         invite_token_hash=invite.token_hash,
     )
+    if data.crisis_card:
+        await storage.set_crisis_card(appointment.id, True)
     return appointment, invite
 
 
@@ -130,8 +142,11 @@ def ensure_cancellable(appointment: Appointment) -> None:
         raise ApiError(409, "conflict", "The appointment has passed")
 
 
-def appointment_json(appointment: Appointment, include_note: bool = True) -> dict[str, Any]:
-    """The public view of an appointment. Never the invite token or its hash."""
+def appointment_json(
+    appointment: Appointment, include_note: bool = True, crisis_card: bool | None = None
+) -> dict[str, Any]:
+    """The public view of an appointment. Never the invite token or its hash, nor what the
+    client wrote on the crisis card; `crisis_card` (whether it is on) where the caller knows."""
     data: dict[str, Any] = {
         "id": appointment.id,
         "starts_at": _iso(appointment.starts_at),
@@ -143,6 +158,8 @@ def appointment_json(appointment: Appointment, include_note: bool = True) -> dic
     }
     if include_note:
         data["note"] = appointment.note
+    if crisis_card is not None:
+        data["crisis_card"] = crisis_card
     return data
 
 
@@ -187,6 +204,12 @@ def _note(value: Any) -> str | None:
     if len(value) > MAX_NOTE_LENGTH:
         raise _invalid(f"note must be at most {MAX_NOTE_LENGTH} characters")
     return value or None
+
+
+def _crisis_card(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _invalid("crisis_card must be true or false")
+    return value
 
 
 def _reject_unknown(body: dict[str, Any], known: set[str]) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from sfu import Relay, Room
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import Metrics
-from signaling.storage import Appointment, AppointmentState, Storage
+from signaling.storage import Appointment, AppointmentState, CrisisCard, Storage
 
 __all__ = [
     "SEATS",
@@ -40,6 +40,11 @@ SEATS = (THERAPIST, CLIENT)
 CLOSE_REPLACED = 4009
 CLOSE_ENDED = 4004
 CLOSE_GOING_AWAY = 1001  # RFC 6455: the server is going down
+
+# Why a side is gone, in the other side's `peer {gone}`: it said `leave` (the leave button or the
+# quick exit), or its socket dropped or timed out (a closed tab, a lost network).
+LEFT = "left"
+LOST = "lost"
 
 # The server is restarting. The room closes, but the appointment stays open and its link keeps
 # working: both may join again once the server is back, within the appointment's validity.
@@ -95,6 +100,7 @@ class Consultation:
         self.therapist_id = appointment.therapist_id
         self.valid_until = appointment.valid_until
         self.client_name = appointment.client_display_name
+        self.crisis_card: CrisisCard | None = None  # the therapist's only, like the name
         self.both_present_at = appointment.both_present_at
         self.ended = False
         self._end_reason: str | None = None
@@ -119,6 +125,7 @@ class Consultation:
         self._told_at: dict[str, float] = {}
         self._push_later: dict[str, asyncio.TimerHandle] = {}
         self._pending_state: dict[str, str] = {}
+        self._gone_reason: dict[str, str] = {}  # per seat that left: LEFT or LOST
 
     # --- presence ---------------------------------------------------------------------------
 
@@ -143,9 +150,14 @@ class Consultation:
         return "invited"
 
     async def join(
-        self, seat: str, participant: Participant, client_name: str | None = None
+        self,
+        seat: str,
+        participant: Participant,
+        client_name: str | None = None,
+        crisis_card: CrisisCard | None = None,
     ) -> dict:
-        """Seat ``participant``; returns what it should be told about the other side."""
+        """Seat ``participant``; returns what it should be told about the other side. A client
+        brings its name and crisis card as stored at this join (it may have consented again)."""
         async with self._lock:
             if not self._join_budget[seat].take():
                 raise JoinRateLimited
@@ -154,22 +166,28 @@ class Consultation:
                 old.send(_message("error", code="replaced", message="Joined from elsewhere"))
                 old.close(CLOSE_REPLACED)
             self._seats[seat] = participant
-            if seat == CLIENT and client_name is not None:
-                self.client_name = client_name
-            self._tell_peer(self._other(seat), "present")
+            self._gone_reason.pop(seat, None)
+            if seat == CLIENT:
+                if client_name is not None:
+                    self.client_name = client_name
+                self.crisis_card = crisis_card
             await self._update_together()
+            # after the update: a push that goes out at once then has the session's start
+            self._tell_peer(self._other(seat), "present")
             self._on_change(self)
             view = self._peer_view(seat)
             # what the new connection knows from `joined`; pushes start from there
             self._told[seat] = view
             return view
 
-    async def leave(self, seat: str, participant: Participant) -> None:
-        """``participant`` left (or vanished); a replaced connection leaving changes nothing."""
+    async def leave(self, seat: str, participant: Participant, reason: str = LOST) -> None:
+        """``participant`` left (``LEFT``) or vanished (``LOST``); a replaced connection leaving
+        changes nothing."""
         async with self._lock:
             if self._seats.get(seat) is not participant:
                 return
             self._seats[seat] = None
+            self._gone_reason[seat] = reason
             self._media.pop(seat, None)
             self._awaiting_media.clear()
             if self._room is not None:
@@ -379,10 +397,26 @@ class Consultation:
             state = "present"
         return self._peer_fields(seat, state)
 
+    @property
+    def session_started_at(self) -> str | None:
+        """When both were first in the room, for both pages' session clock (ISO, UTC)."""
+        if self.both_present_at is None:
+            return None
+        return self.both_present_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
     def _peer_fields(self, seat: str, state: str) -> dict:
         fields: dict[str, Any] = {"state": state}
-        if seat == THERAPIST and self.client_name and state != "absent":
-            fields["name"] = self.client_name  # only the therapist sees the client's name
+        if state == "gone":
+            fields["reason"] = self._gone_reason.get(self._other(seat), LOST)
+        if state == "connected" and self.session_started_at is not None:
+            fields["session_started_at"] = self.session_started_at
+        if seat == THERAPIST and state != "absent":
+            # only the therapist sees the client's name and crisis card
+            if self.client_name:
+                fields["name"] = self.client_name
+            card = self.crisis_card
+            if card is not None and card.location is not None and card.phone is not None:
+                fields["crisis_card"] = {"location": card.location, "phone": card.phone}
         return fields
 
     @staticmethod

@@ -5,7 +5,8 @@ Every refusal of the link itself — unknown, malformed, cancelled, expired, or 
 browser — answers the same 404 `invalid_link`, so the answer does not tell which case it is.
 Responses are `Cache-Control: no-store`: they describe one person's appointment.
 
-Never log the token (it is in the path), the binding secret or the display name.
+Never log the token (it is in the path), the binding secret, the display name or the crisis
+card.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import datetime as dt
 import functools
 import logging
 import math
+import re
+import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,7 +38,7 @@ from signaling.invites import (
     usable_for_page,
 )
 from signaling.logs import LOGGER_NAME, log_event
-from signaling.storage import Appointment, Storage
+from signaling.storage import Appointment, CrisisCard, Storage
 from signaling.terms import TERMS_VERSION
 
 __all__ = ["PREFIX", "ClientApi"]
@@ -48,7 +51,20 @@ logger = logging.getLogger(LOGGER_NAME)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_CONSENT_FIELDS = {"terms_version", "accept_terms", "consent_processing", "display_name"}
+_CONSENT_FIELDS = {
+    "terms_version",
+    "accept_terms",
+    "consent_processing",
+    "display_name",
+    "crisis_location",
+    "crisis_phone",
+}
+# An address with flat, floor and a hint for the door fits in 300; a longer text is no address.
+MAX_CRISIS_LOCATION_LENGTH = 300
+# E.164 allows 15 digits; 40 leaves room for the spaces, brackets and dashes people write.
+MAX_CRISIS_PHONE_LENGTH = 40
+_PHONE = re.compile(r"\+?[0-9 ()/.-]+")
+MIN_PHONE_DIGITS = 3  # 110 and 112 are the shortest numbers anyone would give
 
 
 class ClientApi:
@@ -64,16 +80,28 @@ class ClientApi:
     async def link(self, request: web.Request) -> web.Response:
         """The link's state for the waiting-room page, and whether this browser holds it."""
         appointment, cookie, access = await self._usable_link(request, "link", _now())
-        return web.json_response(
-            {
-                "state": "open" if access is InviteAccess.OK else "not_yet_open",
-                "starts_at": _iso(appointment.starts_at),
-                "opens_at": _iso(appointment.opens_at),
-                "valid_until": _iso(appointment.valid_until),
-                "terms_version": TERMS_VERSION,
-                "bound": binding_matches(appointment, cookie),
-            }
-        )
+        bound = binding_matches(appointment, cookie)
+        card = await self._storage.get_crisis_card(appointment.id)
+        card_given = card is not None and card.location is not None
+        ends_at = appointment.starts_at + dt.timedelta(minutes=appointment.duration_minutes)
+        answer: dict[str, Any] = {
+            "state": "open" if access is InviteAccess.OK else "not_yet_open",
+            "starts_at": _iso(appointment.starts_at),
+            "ends_at": _iso(ends_at),
+            "opens_at": _iso(appointment.opens_at),
+            "valid_until": _iso(appointment.valid_until),
+            "terms_version": TERMS_VERSION,
+            "bound": bound,
+            "crisis_card": card is not None,
+        }
+        if bound:
+            # Only to the browser the link is bound to: what it gave itself. `resume` says it
+            # may go straight back into the call (a reload, a closed tab) without consenting.
+            answer["display_name"] = appointment.client_display_name
+            answer["resume"] = appointment.terms_version == TERMS_VERSION and (
+                card is None or card_given
+            )
+        return web.json_response(answer)
 
     async def consent(self, request: web.Request) -> web.Response:
         """Record consent and bind the link to this browser (or rename, for the bound browser).
@@ -90,12 +118,17 @@ class ClientApi:
         now = _now()
         appointment, cookie, _ = await self._usable_link(request, "consent", now)
         terms_version, display_name = _parse_consent(body)
+        card_on = await self._storage.get_crisis_card(appointment.id) is not None
+        card = _parse_crisis_card(body, card_on)
         consent = await record_consent(
             self._storage, appointment, cookie, display_name, terms_version, now
         )
         if consent is None:
             # Another browser won a race to bind it, or it was cancelled or reissued meanwhile.
             raise _invalid_link("consent", InviteAccess.USED)
+        if card is not None and card.location is not None and card.phone is not None:
+            # False only if the therapist switched the card off in between: nothing to keep
+            await self._storage.fill_crisis_card(appointment.id, card.location, card.phone)
         log_event(
             logger,
             "client_consented",
@@ -152,6 +185,40 @@ def _parse_consent(body: dict[str, Any]) -> tuple[str, str | None]:
     except ValueError as exc:
         raise ApiError(400, "invalid_request", str(exc)) from None
     return terms_version, display_name
+
+
+def _parse_crisis_card(body: dict[str, Any], card_on: bool) -> CrisisCard | None:
+    """The crisis card from a consent body: both fields required when the therapist switched
+    the card on, refused when not (nothing is kept that nobody asked for)."""
+    given = [field for field in ("crisis_location", "crisis_phone") if field in body]
+    if not card_on:
+        if given:
+            raise ApiError(
+                400, "invalid_request", f"{given[0]}: this appointment has no crisis card"
+            )
+        return None
+    location = _card_text(
+        body.get("crisis_location"), "crisis_location", MAX_CRISIS_LOCATION_LENGTH
+    )
+    phone = _card_text(body.get("crisis_phone"), "crisis_phone", MAX_CRISIS_PHONE_LENGTH)
+    if not _PHONE.fullmatch(phone) or sum(c.isdigit() for c in phone) < MIN_PHONE_DIGITS:
+        raise ApiError(
+            400, "invalid_request", "crisis_phone must be a phone number: digits, +, spaces, ()-/."
+        )
+    return CrisisCard(location, phone)
+
+
+def _card_text(raw: object, field: str, limit: int) -> str:
+    """Trimmed, whitespace collapsed, control and format characters removed; required."""
+    if not isinstance(raw, str):
+        raise ApiError(400, "invalid_request", f"{field} is required and must be a string")
+    text = " ".join(unicodedata.normalize("NFC", raw).split())
+    text = " ".join("".join(c for c in text if not unicodedata.category(c).startswith("C")).split())
+    if not text:
+        raise ApiError(400, "invalid_request", f"{field} is required")
+    if len(text) > limit:
+        raise ApiError(400, "invalid_request", f"{field} must be at most {limit} characters")
+    return text
 
 
 def _invalid_link(route: str, access: InviteAccess) -> ApiError:

@@ -40,7 +40,7 @@ from signaling.login_sessions import (
 from signaling.login_throttle import Attempt, LoginThrottle, OneCheckAtATime
 from signaling.logs import LOGGER_NAME, log_event, render_ip
 from signaling.relay_setup import end_live_session, sign_out_live
-from signaling.storage import Appointment, AppointmentState, Storage
+from signaling.storage import Appointment, AppointmentState, Storage, TherapistSettings
 
 __all__ = ["PREFIX", "TherapistApi"]
 
@@ -73,6 +73,8 @@ class TherapistApi:
         router.add_post(f"{PREFIX}/login", self.login)
         router.add_post(f"{PREFIX}/logout", self._signed_in(self.logout))
         router.add_get(f"{PREFIX}/me", self._signed_in(self.me))
+        router.add_get(f"{PREFIX}/settings", self._signed_in(self.settings))
+        router.add_put(f"{PREFIX}/settings", self._signed_in(self.change_settings))
         router.add_get(f"{PREFIX}/appointments", self._signed_in(self.list_appointments))
         router.add_post(f"{PREFIX}/appointments", self._signed_in(self.create))
         item = f"{PREFIX}/appointments/{{id}}"
@@ -145,6 +147,25 @@ class TherapistApi:
             {"username": signed_in.therapist.username, "csrf_token": signed_in.session.csrf_token}
         )
 
+    # --- settings
+
+    async def settings(self, request: web.Request, signed_in: SignedIn) -> web.Response:
+        settings = await self._storage.get_therapist_settings(signed_in.therapist.id)
+        return web.json_response(_settings_json(settings))
+
+    async def change_settings(self, request: web.Request, signed_in: SignedIn) -> web.Response:
+        body = await read_json(request)
+        unknown = sorted(set(body) - {"arrival_alert"})
+        if unknown:
+            raise ApiError(400, "invalid_request", f"Unknown field: {unknown[0]}")
+        if not isinstance(body.get("arrival_alert"), bool):
+            raise ApiError(400, "invalid_request", "arrival_alert must be true or false")
+        settings = await self._storage.set_therapist_settings(
+            signed_in.therapist.id, TherapistSettings(arrival_alert=body["arrival_alert"])
+        )
+        log_event(logger, "settings_changed", therapist_id=signed_in.therapist.id)
+        return web.json_response(_settings_json(settings))
+
     # --- appointments
 
     async def list_appointments(self, request: web.Request, signed_in: SignedIn) -> web.Response:
@@ -155,7 +176,10 @@ class TherapistApi:
             now = dt.datetime.now(dt.UTC)
             today = now.replace(hour=0, minute=0, second=0, microsecond=0)
             appointments = [a for a in appointments if a.starts_at >= today or a.valid_until > now]
-        return web.json_response({"appointments": [appointment_json(a) for a in appointments]})
+        cards = await self._storage.crisis_card_appointments(signed_in.therapist.id)
+        return web.json_response(
+            {"appointments": [appointment_json(a, crisis_card=a.id in cards) for a in appointments]}
+        )
 
     async def create(self, request: web.Request, signed_in: SignedIn) -> web.Response:
         data = parse_new_appointment(self._config, await read_json(request))
@@ -165,20 +189,29 @@ class TherapistApi:
         log_event(logger, "appointment_created", appointment_id=appointment.id)
         # The invite URL appears in this response and nowhere else; only its hash is stored.
         return web.json_response(
-            {**appointment_json(appointment), "invite_url": invite.url}, status=201
+            {
+                **appointment_json(appointment, crisis_card=data.crisis_card),
+                "invite_url": invite.url,
+            },
+            status=201,
         )
 
     async def get(self, request: web.Request, signed_in: SignedIn) -> web.Response:
         appointment = await self._own_appointment(request, signed_in)
-        return web.json_response(appointment_json(appointment))
+        return web.json_response(await self._appointment_json(appointment))
 
     async def edit(self, request: web.Request, signed_in: SignedIn) -> web.Response:
         appointment = await self._own_appointment(request, signed_in)
         changes = parse_changes(self._config, await read_json(request))
         ensure_changeable(appointment)
-        updated = await self._storage.update_appointment(appointment.id, **changes)
+        crisis_card = changes.pop("crisis_card", None)
+        updated = appointment
+        if changes:
+            updated = await self._storage.update_appointment(appointment.id, **changes)
+        if crisis_card is not None:
+            await self._storage.set_crisis_card(appointment.id, crisis_card)
         log_event(logger, "appointment_changed", appointment_id=appointment.id)
-        return web.json_response(appointment_json(updated))
+        return web.json_response(await self._appointment_json(updated))
 
     async def cancel(self, request: web.Request, signed_in: SignedIn) -> web.Response:
         appointment = await self._own_appointment(request, signed_in)
@@ -187,7 +220,7 @@ class TherapistApi:
             appointment = await self._storage.cancel_appointment(appointment.id)
             log_event(logger, "appointment_cancelled", appointment_id=appointment.id)
             await end_live_session(request.app, appointment.id, "cancelled")
-        return web.json_response(appointment_json(appointment))
+        return web.json_response(await self._appointment_json(appointment))
 
     async def reissue_invite(self, request: web.Request, signed_in: SignedIn) -> web.Response:
         appointment = await self._own_appointment(request, signed_in)
@@ -203,8 +236,15 @@ class TherapistApi:
             terms_version=None,
             consent_at=None,
         )
+        card = await self._storage.get_crisis_card(appointment.id)
+        if card is not None:
+            # what the old link's client wrote goes with the old link; the card stays on
+            await self._storage.set_crisis_card(appointment.id, False)
+            await self._storage.set_crisis_card(appointment.id, True)
         log_event(logger, "invite_reissued", appointment_id=appointment.id)
-        return web.json_response({**appointment_json(updated), "invite_url": invite.url})
+        return web.json_response(
+            {**appointment_json(updated, crisis_card=card is not None), "invite_url": invite.url}
+        )
 
     # --- helpers
 
@@ -226,6 +266,10 @@ class TherapistApi:
 
         return wrapped
 
+    async def _appointment_json(self, appointment: Appointment) -> dict:
+        card = await self._storage.get_crisis_card(appointment.id)
+        return appointment_json(appointment, crisis_card=card is not None)
+
     async def _own_appointment(self, request: web.Request, signed_in: SignedIn) -> Appointment:
         appointment = await _appointment_by_path(self._storage, request)
         if appointment is None or appointment.therapist_id != signed_in.therapist.id:
@@ -239,6 +283,10 @@ async def _appointment_by_path(storage: Storage, request: web.Request) -> Appoin
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return None
     return await storage.get_appointment(int(raw))
+
+
+def _settings_json(settings: TherapistSettings) -> dict:
+    return {"arrival_alert": settings.arrival_alert}
 
 
 @functools.cache

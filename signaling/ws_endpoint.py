@@ -24,6 +24,7 @@ from signaling.config import Config
 from signaling.consultations import (
     CLIENT,
     CLOSE_GOING_AWAY,
+    LEFT,
     THERAPIST,
     Consultation,
     ConsultationRegistry,
@@ -319,13 +320,13 @@ class SignalingEndpoint:
         self, request: web.Request, connection: Connection, exc: StorageFailure
     ) -> None:
         """The database could not answer (locked, full, closed): nothing of the message took
-        effect. `relay_unavailable` is the protocol's "not now" -- the pages say the server is
-        busy and keep trying -- and 1011 is not a final close, so the page's socket reconnects
-        with back-off and joins again."""
+        effect. `storage_unavailable` says so -- the pages say the service is briefly
+        unavailable -- and 1011 is not a final close, so the page's socket reconnects with
+        back-off and joins again."""
         log_request_error(request, exc)
         self._error(
             connection,
-            "relay_unavailable",
+            "storage_unavailable",
             "The service cannot reach its database right now. Please try again in a moment.",
         )
         connection.close(CLOSE_INTERNAL)
@@ -361,8 +362,9 @@ class SignalingEndpoint:
             appointment, seat = await self._client_appointment(state, message.invite or ""), CLIENT
         consultation = self._registry().open(appointment)
         name = appointment.client_display_name if seat == CLIENT else None
+        card = await self._storage.get_crisis_card(appointment.id) if seat == CLIENT else None
         try:
-            peer = await consultation.join(seat, connection, name)
+            peer = await consultation.join(seat, connection, name, card)
         except JoinRateLimited:
             raise Refusal(
                 "rate_limited", "too many joins; wait a minute", CLOSE_RATE_LIMITED
@@ -378,6 +380,8 @@ class SignalingEndpoint:
                 "ice_servers": ice_servers_for_participant(self._config.media),
                 "e2ee": self._config.media.e2ee,
                 "peer": peer,
+                # kept by the server, so every device and a reload show the same clock
+                "session_started_at": consultation.session_started_at,
             }
         )
 
@@ -430,7 +434,7 @@ class SignalingEndpoint:
 
     async def _leave(self, state: _State, message: Message, connection: Connection) -> None:
         consultation, seat = self._seated(state)
-        await consultation.leave(seat, connection)
+        await consultation.leave(seat, connection, LEFT)
         state.seat = state.consultation = None
 
     async def _end(self, state: _State, message: Message, connection: Connection) -> None:

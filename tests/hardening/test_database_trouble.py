@@ -219,9 +219,9 @@ async def test_a_join_while_the_database_is_locked_gets_an_error_to_retry_on(
     try:
         async with locked(api):
             messages, close = await join(client, token)
-        # relay_unavailable is the protocol's "not now": the page says the server is busy and
+        # storage_unavailable: the page says the service is briefly unavailable and
         # keeps trying; 1011 is not a final close, so its socket reconnects and joins again
-        assert [(m["type"], m.get("code")) for m in messages] == [("error", "relay_unavailable")]
+        assert [(m["type"], m.get("code")) for m in messages] == [("error", "storage_unavailable")]
         assert "database" in messages[0]["message"]
         assert close == 1011
         messages, close = await join(client, token)

@@ -22,14 +22,19 @@ async def test_an_open_link_shows_its_times_and_the_current_terms_version(api: A
     token, created = await create_via_therapist_api(api, starts_in=dt.timedelta(minutes=5))
     async with api.client() as browser:
         status, body, headers = await call(browser, "GET", f"/api/client/{token}")
+    starts = dt.datetime.fromisoformat(created["starts_at"])
+    planned = starts + dt.timedelta(minutes=created["duration_minutes"])
+    ends_at = planned.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert status == 200
     assert body == {
         "state": "open",
         "starts_at": created["starts_at"],
+        "ends_at": ends_at,
         "opens_at": created["opens_at"],
         "valid_until": created["valid_until"],
         "terms_version": TERMS_VERSION,
         "bound": False,
+        "crisis_card": False,
     }
     assert headers["Cache-Control"] == "no-store"
 

@@ -27,6 +27,7 @@ PYTHON_SOURCES: list[tuple[ModuleType, str, str]] = [
     (signaling.ws_messages, r"PROTOCOL_VERSION|MAX_\w+", ""),
     (signaling.ws_endpoint, r"CLOSE_\w+", ""),
     (signaling.consultations, r"CLOSE_\w+|SHUTDOWN", ""),
+    (signaling.consultations, r"LEFT|LOST", "GONE_"),
     (sfu.chat_bridge, r"CHAT_CHANNEL_\w+|MAX_MESSAGE_BYTES|BURST|PER_SECOND", "CHAT_"),
 ]
 # Constants only the pages have; each is checked against a Python limit below.

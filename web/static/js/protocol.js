@@ -28,9 +28,15 @@ export const ERROR = Object.freeze({
   RATE_LIMITED: "rate_limited",
   JOIN_TIMEOUT: "join_timeout",
   RELAY_UNAVAILABLE: "relay_unavailable",
+  STORAGE_UNAVAILABLE: "storage_unavailable",
   SHUTTING_DOWN: "shutting_down",
   INTERNAL: "internal",
 });
+
+// The `reason` of a `peer` message with state `gone`: the other side said `leave` (the leave
+// button, the quick exit), or its socket or connection dropped.
+export const GONE_LEFT = "left";
+export const GONE_LOST = "lost";
 
 // The `reason` of an `ended` message that means "the server restarts; join again".
 export const SHUTDOWN = "shutdown";
