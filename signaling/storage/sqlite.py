@@ -45,10 +45,11 @@ from signaling.storage.base import (
     Therapist,
     TherapistSettings,
 )
+from signaling.storage.rows import check_changes, format_time, parse_time
 from signaling.storage.sqlite_api_keys import ApiKeys
-from signaling.storage.sqlite_appointments import Appointments, check_changes
+from signaling.storage.sqlite_appointments import Appointments
 from signaling.storage.sqlite_crisis_cards import CrisisCards, TherapistSettingsTable
-from signaling.storage.sqlite_database import Database, format_time, parse_time, storage_failure
+from signaling.storage.sqlite_database import Database, storage_failure
 from signaling.storage.sqlite_statistics import Statistics
 from signaling.storage.sqlite_therapists import Therapists
 

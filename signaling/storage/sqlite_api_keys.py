@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from signaling.storage.base import ApiKey, NotFound
-from signaling.storage.sqlite_database import Database, now_text, optional_time, parse_time
+from signaling.storage.rows import api_key_from_row, now_text
+from signaling.storage.sqlite_database import Database
 
 __all__ = ["ApiKeys"]
 
@@ -20,14 +19,17 @@ class ApiKeys:
             (name, key_hash, now_text()),
         )
         row = self._database.one("SELECT * FROM api_keys WHERE id = ?", (cursor.lastrowid,))
-        return _api_key(row)  # type: ignore[arg-type]
+        return api_key_from_row(row)  # type: ignore[arg-type]
 
     def list_all(self) -> list[ApiKey]:
-        return [_api_key(r) for r in self._database.all("SELECT * FROM api_keys ORDER BY name, id")]
+        return [
+            api_key_from_row(r)
+            for r in self._database.all("SELECT * FROM api_keys ORDER BY name, id")
+        ]
 
     def by_hash(self, key_hash: str) -> ApiKey | None:
         row = self._database.one("SELECT * FROM api_keys WHERE key_hash = ?", (key_hash,))
-        return None if row is None else _api_key(row)
+        return None if row is None else api_key_from_row(row)
 
     def revoke(self, name: str) -> None:
         cursor = self._database.write(
@@ -36,13 +38,3 @@ class ApiKeys:
         )
         if cursor.rowcount == 0:
             raise NotFound(f"no active API key named {name!r}")
-
-
-def _api_key(row: sqlite3.Row) -> ApiKey:
-    return ApiKey(
-        id=row["id"],
-        name=row["name"],
-        key_hash=row["key_hash"],
-        created_at=parse_time(row["created_at"]),
-        revoked_at=optional_time(row["revoked_at"]),
-    )

@@ -4,27 +4,19 @@ and binding, and the state of the consultation."""
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 
-from signaling.storage.base import (
-    APPOINTMENT_UPDATABLE_FIELDS,
-    Appointment,
-    AppointmentState,
-    NotFound,
-)
-from signaling.storage.sqlite_database import (
-    Database,
+from signaling.storage.base import Appointment, AppointmentState, NotFound
+from signaling.storage.rows import (
+    appointment_column_value,
+    appointment_from_row,
+    check_changes,
     format_time,
     now_text,
     optional_time,
-    parse_time,
 )
+from signaling.storage.sqlite_database import Database
 
 __all__ = ["Appointments", "appointment_from_row", "check_changes"]
-
-_TIME_FIELDS = frozenset(
-    {"starts_at", "opens_at", "valid_until", "consent_at", "both_present_at", "ended_at"}
-)
 
 
 class Appointments:
@@ -79,7 +71,7 @@ class Appointments:
     def update(self, appointment_id: int, changes: dict[str, object]) -> Appointment:
         """Set `changes` (checked by `check_changes` on the caller's side)."""
         columns = list(changes)
-        values = [_column_value(column, changes[column]) for column in columns]
+        values = [appointment_column_value(column, changes[column]) for column in columns]
         assignments = ", ".join(f"{column} = ?" for column in columns)
         cursor = self._database.write(
             f"UPDATE appointments SET {assignments} WHERE id = ?", (*values, appointment_id)
@@ -139,45 +131,3 @@ class Appointments:
             (binding_hash, format_time(now)),
         )
         return optional_time(row[0])  # type: ignore[index]
-
-
-def check_changes(changes: dict[str, object]) -> None:
-    """`TypeError` for fields `update_appointment` may not change, or for no change at all: a
-    caller's bug, caught before the worker thread."""
-    unknown = sorted(set(changes) - APPOINTMENT_UPDATABLE_FIELDS)
-    if unknown:
-        raise TypeError(f"update_appointment: cannot change {', '.join(unknown)}")
-    if not changes:
-        raise TypeError("update_appointment: nothing to change")
-
-
-def _column_value(column: str, value: object) -> object:
-    if column in _TIME_FIELDS and value is not None:
-        return format_time(value)  # type: ignore[arg-type]
-    if isinstance(value, AppointmentState):
-        return value.value
-    if column == "state":
-        return AppointmentState(value).value
-    return value
-
-
-def appointment_from_row(row: sqlite3.Row) -> Appointment:
-    return Appointment(
-        id=row["id"],
-        therapist_id=row["therapist_id"],
-        starts_at=parse_time(row["starts_at"]),
-        duration_minutes=row["duration_minutes"],
-        opens_at=parse_time(row["opens_at"]),
-        valid_until=parse_time(row["valid_until"]),
-        note=row["note"],
-        invite_token_hash=row["invite_token_hash"],
-        client_display_name=row["client_display_name"],
-        client_binding_hash=row["client_binding_hash"],
-        terms_version=row["terms_version"],
-        consent_at=optional_time(row["consent_at"]),
-        state=AppointmentState(row["state"]),
-        both_present_at=optional_time(row["both_present_at"]),
-        ended_at=optional_time(row["ended_at"]),
-        purged_at=optional_time(row["purged_at"]),
-        created_at=parse_time(row["created_at"]),
-    )

@@ -7,7 +7,6 @@ loop.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sqlite3
 from pathlib import Path
@@ -20,6 +19,7 @@ from signaling.storage.base import (
     StorageFull,
     StorageUnavailable,
 )
+from signaling.storage.rows import format_time, now_text, optional_time, parse_time
 
 __all__ = [
     "Database",
@@ -46,24 +46,6 @@ _UNAVAILABLE = frozenset(
 )
 # The disk, or the database's max_page_count, is full.
 _FULL = frozenset({sqlite3.SQLITE_FULL})
-
-
-def format_time(value: dt.datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("naive datetime; use timezone-aware UTC times")
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-
-
-def optional_time(text: str | None) -> dt.datetime | None:
-    return None if text is None else parse_time(text)
-
-
-def now_text() -> str:
-    return format_time(dt.datetime.now(dt.UTC))
 
 
 def storage_failure(exc: sqlite3.Error) -> StorageFailure:

@@ -6,20 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 from signaling.storage.base import PurgeResult, SessionStatistic
-from signaling.storage.sqlite_database import Database, format_time
+from signaling.storage.rows import PURGED_FIELDS, format_time, statistic_from_row
+from signaling.storage.sqlite_database import Database
 
 __all__ = ["Statistics"]
-
-# Personal data cleared by `purge`: everything that could identify the client or the session's
-# content. What remains is therapist, times, duration and state.
-_PURGED_FIELDS = (
-    "note",
-    "client_display_name",
-    "client_binding_hash",
-    "terms_version",
-    "consent_at",
-    "invite_token_hash",
-)
 
 
 class Statistics:
@@ -46,21 +36,13 @@ class Statistics:
             "SELECT * FROM session_statistics WHERE therapist_id = ? ORDER BY session_date, id",
             (therapist_id,),
         )
-        return [
-            SessionStatistic(
-                id=row["id"],
-                therapist_id=row["therapist_id"],
-                session_date=dt.date.fromisoformat(row["session_date"]),
-                duration_seconds=row["duration_seconds"],
-            )
-            for row in rows
-        ]
+        return [statistic_from_row(row) for row in rows]
 
     def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
         cutoff_date = (
             now.astimezone(dt.UTC).date() - dt.timedelta(days=retention_days)
         ).isoformat()
-        cleared = ", ".join(f"{column} = NULL" for column in _PURGED_FIELDS)
+        cleared = ", ".join(f"{column} = NULL" for column in PURGED_FIELDS)
         db = self._database.db
         with self._database.transaction():
             appointments = db.execute(

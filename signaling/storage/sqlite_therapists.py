@@ -4,11 +4,16 @@ new password ends its sessions in the same transaction."""
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from typing import Any
 
 from signaling.storage.base import LoginSession, NotFound, Therapist
-from signaling.storage.sqlite_database import Database, format_time, now_text, parse_time
+from signaling.storage.rows import (
+    format_time,
+    login_session_from_row,
+    now_text,
+    therapist_from_row,
+)
+from signaling.storage.sqlite_database import Database
 
 __all__ = ["Therapists"]
 
@@ -28,15 +33,16 @@ class Therapists:
 
     def by_username(self, username: str) -> Therapist | None:
         row = self._database.one("SELECT * FROM therapists WHERE username = ?", (username,))
-        return None if row is None else _therapist(row)
+        return None if row is None else therapist_from_row(row)
 
     def by_id(self, therapist_id: int) -> Therapist | None:
         row = self._database.one("SELECT * FROM therapists WHERE id = ?", (therapist_id,))
-        return None if row is None else _therapist(row)
+        return None if row is None else therapist_from_row(row)
 
     def list_all(self) -> list[Therapist]:
         return [
-            _therapist(r) for r in self._database.all("SELECT * FROM therapists ORDER BY username")
+            therapist_from_row(r)
+            for r in self._database.all("SELECT * FROM therapists ORDER BY username")
         ]
 
     def count(self) -> int:
@@ -126,26 +132,4 @@ class Therapists:
 
     def _session_where(self, condition: str, value: Any) -> LoginSession | None:
         row = self._database.one(f"SELECT * FROM login_sessions WHERE {condition}", (value,))
-        return None if row is None else _login_session(row)
-
-
-def _therapist(row: sqlite3.Row) -> Therapist:
-    return Therapist(
-        id=row["id"],
-        username=row["username"],
-        password_hash=row["password_hash"],
-        disabled=bool(row["disabled"]),
-        created_at=parse_time(row["created_at"]),
-    )
-
-
-def _login_session(row: sqlite3.Row) -> LoginSession:
-    return LoginSession(
-        id=row["id"],
-        token_hash=row["token_hash"],
-        therapist_id=row["therapist_id"],
-        csrf_token=row["csrf_token"],
-        created_at=parse_time(row["created_at"]),
-        last_seen_at=parse_time(row["last_seen_at"]),
-        expires_at=parse_time(row["expires_at"]),
-    )
+        return None if row is None else login_session_from_row(row)

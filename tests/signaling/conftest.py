@@ -1,17 +1,19 @@
-"""Fixtures for signaling tests: tmp configs, a real SQLite storage, and the CLI as a subprocess."""
+"""Fixtures for signaling tests: tmp configs, a real SQLite storage, the run's PostgreSQL server,
+and the CLI as a subprocess."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from signaling.config import Config, load_config
 from signaling.storage.sqlite import SqliteStorage
+from tests.postgres_server import PostgresServer, postgres_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,6 +48,14 @@ async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
     storage = await SqliteStorage.open(tmp_path / "data" / "db.sqlite3")
     yield storage
     await storage.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The run's one private PostgreSQL server (tests/postgres_server.py), started when a test
+    first asks; each test makes its own database on it."""
+    with postgres_server() as server:
+        yield server
 
 
 @pytest.fixture

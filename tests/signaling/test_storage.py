@@ -1,23 +1,22 @@
-"""SQLite storage on real files: migrations, accounts, keys, appointments and the purge."""
+"""The storage interface on both backends (a real SQLite file, a real PostgreSQL database):
+migrations, accounts, keys, appointments and the purge. What only one backend has is in
+test_storage_sqlite.py and test_storage_postgresql.py."""
 
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
-import threading
 
 import pytest
 
 from signaling.storage import AlreadyExists, AppointmentState, NotFound
-from signaling.storage.sqlite import SqliteStorage
+from tests import storage_backends
+
+# every test below runs on each backend (tests/storage_backends.py)
+storage_backend = storage_backends.storage_backend
+storage = storage_backends.storage
 
 UTC = dt.UTC
 START = dt.datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
-
-
-def tables(path) -> set[str]:
-    with sqlite3.connect(path) as db:
-        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
 async def make_appointment(storage, therapist_id, starts_at=START, **kwargs):
@@ -39,11 +38,10 @@ async def therapist(storage):
 # migrations
 
 
-async def test_migrations_create_all_tables_in_an_empty_database(tmp_path):
-    path = tmp_path / "new" / "db.sqlite3"
-    storage = await SqliteStorage.open(path)
+async def test_migrations_create_all_tables_in_an_empty_database(storage_backend):
+    storage = await storage_backend.open("new")
     await storage.close()
-    assert tables(path) >= {
+    assert set(storage_backend.columns("new")) >= {
         "schema_migrations",
         "therapists",
         "api_keys",
@@ -62,38 +60,17 @@ async def test_rerunning_migrations_applies_nothing(storage):
     assert await storage.schema_version() == 3
 
 
-async def test_reopening_an_existing_database_keeps_its_data(tmp_path):
-    path = tmp_path / "db.sqlite3"
-    first = await SqliteStorage.open(path)
+async def test_reopening_an_existing_database_keeps_its_data(storage_backend):
+    first = await storage_backend.open("kept")
     await first.add_therapist("alice", "h")
     await first.close()
-    second = await SqliteStorage.open(path)
+    second = await storage_backend.open("kept")
     assert (await second.get_therapist("alice")).password_hash == "h"
     await second.close()
 
 
-async def test_database_uses_wal_and_foreign_keys(storage):
-    def pragmas():
-        db = storage._db
-        return (
-            db.execute("PRAGMA journal_mode").fetchone()[0],
-            db.execute("PRAGMA foreign_keys").fetchone()[0],
-        )
-
-    assert await storage._run(pragmas) == ("wal", 1)
-
-
-async def test_database_file_is_private_to_its_owner(storage):
-    assert storage.path.stat().st_mode & 0o077 == 0
-
-
-async def test_queries_run_off_the_event_loop_thread(storage):
-    worker = await storage._run(threading.get_ident)
-    assert worker != threading.get_ident()
-
-
-async def test_ping_fails_after_close(tmp_path):
-    storage = await SqliteStorage.open(tmp_path / "db.sqlite3")
+async def test_ping_fails_after_close(storage_backend):
+    storage = await storage_backend.open()
     await storage.ping()
     await storage.close()
     with pytest.raises(RuntimeError):
@@ -304,9 +281,8 @@ async def test_purge_deletes_statistics_older_than_retention(storage, therapist)
     assert await storage.list_session_statistics(therapist.id) == [kept_old, kept_new]
 
 
-async def test_session_statistic_holds_only_date_and_length(storage, therapist):
+async def test_session_statistic_holds_only_date_and_length(storage_backend, storage, therapist):
     stat = await storage.record_session_statistic(therapist.id, dt.date(2025, 1, 2), 3000)
-    with sqlite3.connect(storage.path) as db:
-        columns = [row[1] for row in db.execute("PRAGMA table_info(session_statistics)")]
+    columns = [column[0] for column in storage_backend.columns()["session_statistics"]]
     assert columns == ["id", "therapist_id", "session_date", "duration_seconds"]
     assert stat.session_date == dt.date(2025, 1, 2)

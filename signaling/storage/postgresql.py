@@ -1,0 +1,258 @@
+"""PostgreSQL storage: the `Storage` facade over a pool of psycopg 3 async connections.
+
+The shape mirrors `sqlite.py`: one module per aggregate (`postgresql_therapists`,
+`postgresql_appointments`, `postgresql_statistics`, `postgresql_api_keys`,
+`postgresql_crisis_cards`), the migrations (`postgresql_migrations`) and the pool with the error
+mapping (`postgresql_database`). Unlike SQLite no worker thread is needed: psycopg's async
+connections wait on the event loop's own sockets, so a query never blocks the loop (and with it
+the media relay).
+
+psycopg 3 rather than asyncpg: it speaks libpq's connection strings and environment (PGPASSFILE,
+sslmode, service files) that operators already use, names every SQLSTATE as an exception class to
+map, and sends a parameterless multi-statement migration file as one simple query; asyncpg is
+faster per query, which a few queries per join do not need.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from signaling.storage import postgresql_migrations
+from signaling.storage.base import (
+    ApiKey,
+    Appointment,
+    AppointmentState,
+    CrisisCard,
+    LoginSession,
+    PurgeResult,
+    SessionStatistic,
+    Storage,
+    Therapist,
+    TherapistSettings,
+)
+from signaling.storage.postgresql_api_keys import ApiKeys
+from signaling.storage.postgresql_appointments import Appointments
+from signaling.storage.postgresql_crisis_cards import CrisisCards, TherapistSettingsTable
+from signaling.storage.postgresql_database import Database
+from signaling.storage.postgresql_statistics import Statistics
+from signaling.storage.postgresql_therapists import Therapists
+from signaling.storage.rows import check_changes
+
+__all__ = ["OPEN_TIMEOUT_SECONDS", "PostgresqlStorage"]
+
+# How long `open` waits for the first connection: a server that is starting with the service
+# (systemd starts both) takes a few seconds.
+OPEN_TIMEOUT_SECONDS = 30.0
+
+
+class PostgresqlStorage(Storage):
+    """Open with `await PostgresqlStorage.open(dsn)`, which also applies migrations."""
+
+    def __init__(self, dsn: str, pool_size: int) -> None:
+        self._database = Database(dsn, pool_size)
+        self._therapists = Therapists(self._database)
+        self._api_keys = ApiKeys(self._database)
+        self._appointments = Appointments(self._database)
+        self._statistics = Statistics(self._database)
+        self._crisis_cards = CrisisCards(self._database)
+        self._settings = TherapistSettingsTable(self._database)
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        pool_size: int = 10,
+        migrate: bool = True,
+        timeout: float = OPEN_TIMEOUT_SECONDS,
+    ) -> PostgresqlStorage:
+        storage = cls(dsn, pool_size)
+        try:
+            await storage._database.open(timeout)
+            if migrate:
+                await storage.migrate()
+        except BaseException:
+            await storage.close()
+            raise
+        return storage
+
+    # lifecycle
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._database.close()
+
+    async def ping(self) -> None:
+        await self._database.one("SELECT 1")
+
+    async def migrate(self) -> list[int]:
+        return await postgresql_migrations.migrate(self._database)
+
+    async def schema_version(self) -> int:
+        return await postgresql_migrations.schema_version(self._database)
+
+    # therapists
+
+    async def add_therapist(self, username: str, password_hash: str) -> Therapist:
+        return await self._therapists.add(username, password_hash)
+
+    async def get_therapist(self, username: str) -> Therapist | None:
+        return await self._therapists.by_username(username)
+
+    async def get_therapist_by_id(self, therapist_id: int) -> Therapist | None:
+        return await self._therapists.by_id(therapist_id)
+
+    async def list_therapists(self) -> list[Therapist]:
+        return await self._therapists.list_all()
+
+    async def count_therapists(self) -> int:
+        return await self._therapists.count()
+
+    async def set_therapist_disabled(self, username: str, disabled: bool) -> None:
+        await self._therapists.set_disabled(username, disabled)
+
+    async def set_therapist_password(self, username: str, password_hash: str) -> None:
+        await self._therapists.set_password(username, password_hash)
+
+    async def get_therapist_settings(self, therapist_id: int) -> TherapistSettings:
+        return await self._settings.get(therapist_id)
+
+    async def set_therapist_settings(
+        self, therapist_id: int, settings: TherapistSettings
+    ) -> TherapistSettings:
+        return await self._settings.set(therapist_id, settings)
+
+    # API keys
+
+    async def add_api_key(self, name: str, key_hash: str) -> ApiKey:
+        return await self._api_keys.add(name, key_hash)
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        return await self._api_keys.list_all()
+
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        return await self._api_keys.by_hash(key_hash)
+
+    async def revoke_api_key(self, name: str) -> None:
+        await self._api_keys.revoke(name)
+
+    # appointments
+
+    async def create_appointment(
+        self,
+        therapist_id: int,
+        starts_at: dt.datetime,
+        duration_minutes: int,
+        opens_at: dt.datetime,
+        valid_until: dt.datetime,
+        note: str | None = None,
+        invite_token_hash: str | None = None,
+    ) -> Appointment:
+        return await self._appointments.create(
+            therapist_id,
+            starts_at,
+            duration_minutes,
+            opens_at,
+            valid_until,
+            note,
+            invite_token_hash,
+        )
+
+    async def get_appointment(self, appointment_id: int) -> Appointment | None:
+        return await self._appointments.by_id(appointment_id)
+
+    async def get_appointment_by_token_hash(self, token_hash: str) -> Appointment | None:
+        return await self._appointments.by_token_hash(token_hash)
+
+    async def list_appointments_for_therapist(self, therapist_id: int) -> list[Appointment]:
+        return await self._appointments.of_therapist(therapist_id)
+
+    async def update_appointment(self, appointment_id: int, **changes: object) -> Appointment:
+        check_changes(changes)
+        return await self._appointments.update(appointment_id, changes)
+
+    async def reset_live_appointments(self) -> int:
+        return await self._appointments.reset_live()
+
+    async def cancel_appointment(self, appointment_id: int) -> Appointment:
+        return await self.update_appointment(
+            appointment_id, state=AppointmentState.CANCELLED, invite_token_hash=None
+        )
+
+    async def record_client_consent(
+        self,
+        appointment_id: int,
+        invite_token_hash: str,
+        binding_hash: str,
+        display_name: str | None,
+        terms_version: str,
+        consent_at: dt.datetime,
+    ) -> Appointment | None:
+        return await self._appointments.record_consent(
+            appointment_id, invite_token_hash, binding_hash, display_name, terms_version, consent_at
+        )
+
+    async def latest_bound_valid_until(
+        self, binding_hash: str, now: dt.datetime
+    ) -> dt.datetime | None:
+        return await self._appointments.latest_bound_valid_until(binding_hash, now)
+
+    # crisis cards
+
+    async def set_crisis_card(self, appointment_id: int, on: bool) -> None:
+        await self._crisis_cards.set_on(appointment_id, on)
+
+    async def get_crisis_card(self, appointment_id: int) -> CrisisCard | None:
+        return await self._crisis_cards.get(appointment_id)
+
+    async def fill_crisis_card(self, appointment_id: int, location: str, phone: str) -> bool:
+        return await self._crisis_cards.fill(appointment_id, location, phone)
+
+    async def crisis_card_appointments(self, therapist_id: int) -> set[int]:
+        return await self._crisis_cards.of_therapist(therapist_id)
+
+    # login sessions
+
+    async def create_login_session(
+        self,
+        token_hash: str,
+        therapist_id: int,
+        csrf_token: str,
+        now: dt.datetime,
+        expires_at: dt.datetime,
+    ) -> LoginSession:
+        return await self._therapists.create_session(
+            token_hash, therapist_id, csrf_token, now, expires_at
+        )
+
+    async def get_login_session(self, token_hash: str) -> LoginSession | None:
+        return await self._therapists.session(token_hash)
+
+    async def touch_login_session(
+        self, session_id: int, last_seen_at: dt.datetime, expires_at: dt.datetime
+    ) -> None:
+        await self._therapists.touch_session(session_id, last_seen_at, expires_at)
+
+    async def delete_login_session(self, session_id: int) -> None:
+        await self._therapists.delete_session(session_id)
+
+    async def delete_login_sessions_of(self, therapist_id: int) -> int:
+        return await self._therapists.delete_sessions_of(therapist_id)
+
+    async def live_login_sessions(self, session_ids: set[int], now: dt.datetime) -> set[int]:
+        return await self._therapists.live_sessions(set(session_ids), now)
+
+    # statistics and purge
+
+    async def record_session_statistic(
+        self, therapist_id: int, session_date: dt.date, duration_seconds: int
+    ) -> SessionStatistic:
+        return await self._statistics.record(therapist_id, session_date, duration_seconds)
+
+    async def list_session_statistics(self, therapist_id: int) -> list[SessionStatistic]:
+        return await self._statistics.of_therapist(therapist_id)
+
+    async def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
+        return await self._statistics.purge(now, retention_days)

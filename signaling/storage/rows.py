@@ -1,0 +1,155 @@
+"""What both backends share below the interface: times as column values, and rows as models.
+
+Both schemas keep times as UTC ISO-8601 text with second precision and a Z suffix, so text order
+is time order and one set of migrations serves both databases (`migrations/`). A row is anything
+indexed by column name: sqlite3.Row or psycopg's dict rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from signaling.storage.base import (
+    APPOINTMENT_UPDATABLE_FIELDS,
+    ApiKey,
+    Appointment,
+    AppointmentState,
+    LoginSession,
+    SessionStatistic,
+    Therapist,
+)
+
+__all__ = [
+    "PURGED_FIELDS",
+    "api_key_from_row",
+    "appointment_column_value",
+    "appointment_from_row",
+    "check_changes",
+    "format_time",
+    "login_session_from_row",
+    "now_text",
+    "optional_time",
+    "parse_time",
+    "statistic_from_row",
+    "therapist_from_row",
+]
+
+Row = Mapping[str, Any]
+
+# Personal data cleared by `purge`: everything that could identify the client or the session's
+# content. What remains is therapist, times, duration and state.
+PURGED_FIELDS = (
+    "note",
+    "client_display_name",
+    "client_binding_hash",
+    "terms_version",
+    "consent_at",
+    "invite_token_hash",
+)
+
+_TIME_FIELDS = frozenset(
+    {"starts_at", "opens_at", "valid_until", "consent_at", "both_present_at", "ended_at"}
+)
+
+
+def format_time(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime; use timezone-aware UTC times")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+
+
+def optional_time(text: str | None) -> dt.datetime | None:
+    return None if text is None else parse_time(text)
+
+
+def now_text() -> str:
+    return format_time(dt.datetime.now(dt.UTC))
+
+
+def check_changes(changes: dict[str, object]) -> None:
+    """`TypeError` for fields `update_appointment` may not change, or for no change at all: a
+    caller's bug, caught before any query."""
+    unknown = sorted(set(changes) - APPOINTMENT_UPDATABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"update_appointment: cannot change {', '.join(unknown)}")
+    if not changes:
+        raise TypeError("update_appointment: nothing to change")
+
+
+def appointment_column_value(column: str, value: object) -> object:
+    if column in _TIME_FIELDS and value is not None:
+        return format_time(value)  # type: ignore[arg-type]
+    if isinstance(value, AppointmentState):
+        return value.value
+    if column == "state":
+        return AppointmentState(value).value
+    return value
+
+
+def therapist_from_row(row: Row) -> Therapist:
+    return Therapist(
+        id=row["id"],
+        username=row["username"],
+        password_hash=row["password_hash"],
+        disabled=bool(row["disabled"]),
+        created_at=parse_time(row["created_at"]),
+    )
+
+
+def login_session_from_row(row: Row) -> LoginSession:
+    return LoginSession(
+        id=row["id"],
+        token_hash=row["token_hash"],
+        therapist_id=row["therapist_id"],
+        csrf_token=row["csrf_token"],
+        created_at=parse_time(row["created_at"]),
+        last_seen_at=parse_time(row["last_seen_at"]),
+        expires_at=parse_time(row["expires_at"]),
+    )
+
+
+def api_key_from_row(row: Row) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        name=row["name"],
+        key_hash=row["key_hash"],
+        created_at=parse_time(row["created_at"]),
+        revoked_at=optional_time(row["revoked_at"]),
+    )
+
+
+def statistic_from_row(row: Row) -> SessionStatistic:
+    return SessionStatistic(
+        id=row["id"],
+        therapist_id=row["therapist_id"],
+        session_date=dt.date.fromisoformat(row["session_date"]),
+        duration_seconds=row["duration_seconds"],
+    )
+
+
+def appointment_from_row(row: Row) -> Appointment:
+    return Appointment(
+        id=row["id"],
+        therapist_id=row["therapist_id"],
+        starts_at=parse_time(row["starts_at"]),
+        duration_minutes=row["duration_minutes"],
+        opens_at=parse_time(row["opens_at"]),
+        valid_until=parse_time(row["valid_until"]),
+        note=row["note"],
+        invite_token_hash=row["invite_token_hash"],
+        client_display_name=row["client_display_name"],
+        client_binding_hash=row["client_binding_hash"],
+        terms_version=row["terms_version"],
+        consent_at=optional_time(row["consent_at"]),
+        state=AppointmentState(row["state"]),
+        both_present_at=optional_time(row["both_present_at"]),
+        ended_at=optional_time(row["ended_at"]),
+        purged_at=optional_time(row["purged_at"]),
+        created_at=parse_time(row["created_at"]),
+    )
