@@ -166,7 +166,7 @@ async def _bootstrap(config: Config, args: argparse.Namespace) -> None:
     async with _storage(config) as storage:
         if not config.server.session_secret:
             load_or_create_session_secret(config.storage.data_dir)
-        print(f"Database ready: {config.storage.sqlite_path}")
+        print(f"Database ready: {config.storage.location}")
         if await storage.count_therapists() > 0:
             return
         password = generate_password()

@@ -263,15 +263,42 @@ class MediaConfig:
     e2ee: str = _setting("required", _choice("required", "preferred"))
 
 
+def _postgresql_dsn(value: Any) -> str:
+    text = _non_empty_str(value)
+    if not text.startswith(("postgresql://", "postgres://")):
+        # a key=value conninfo string works too for libpq, but a URL is what we document, and
+        # checking the scheme catches a pasted sqlite path or a typo before the first connection
+        raise _Invalid("must be a postgresql:// URL")
+    return text
+
+
 @dataclass(frozen=True)
 class StorageConfig:
-    # Resolved to an absolute path against the working directory at load time.
+    backend: str = _setting("sqlite", _choice("sqlite", "postgresql"))
+    # Resolved to an absolute path against the working directory at load time. With the
+    # postgresql backend its directory is still the data directory (the session secret).
     # (RUF009 cannot see that _setting returns a dataclass field; Path is immutable anyway.)
     sqlite_path: Path = _setting(Path("data/sprechzimmer.sqlite3"), _non_empty_str)  # noqa: RUF009
+    # Holds the password, so it may come from the environment instead of the file.
+    postgresql_dsn: str | None = _setting(
+        None, _optional(_postgresql_dsn), env="SPRECHZIMMER_DATABASE_URL"
+    )
+    # Connections per node; PostgreSQL's max_connections (100 by default) is shared by all nodes.
+    postgresql_pool_size: int = _setting(10, _int(1, 100))
 
     @property
     def data_dir(self) -> Path:
         return self.sqlite_path.parent
+
+    @property
+    def location(self) -> str:
+        """Where the database is, for messages: the file, or the server and database name
+        without user and password."""
+        if self.backend == "sqlite":
+            return str(self.sqlite_path)
+        dsn = self.postgresql_dsn or ""
+        scheme, _, rest = dsn.partition("://")
+        return f"{scheme}://{rest.rpartition('@')[2].partition('?')[0]}"
 
 
 @dataclass(frozen=True)
@@ -404,7 +431,11 @@ def _load_section(name: str, section: str, cls: type, raw: Any, env: Mapping[str
     for key, spec in known.items():
         env_name = spec.metadata["env"]
         if env_name and env.get(env_name):
-            values[key] = env[env_name]
+            try:
+                values[key] = spec.metadata["parse"](env[env_name])
+            except _Invalid as exc:
+                # the variable's name, never its value: it holds a secret
+                raise ConfigError(f"{name}: {env_name}: {exc.message}") from None
             continue
         if key not in raw:
             continue
@@ -426,6 +457,11 @@ def _check_across_keys(name: str, config: Config) -> None:
         raise ConfigError(
             f"{name}: {missing}: must be set together with "
             f"{'server.tls_cert' if missing == 'server.tls_key' else 'server.tls_key'}"
+        )
+    if config.storage.backend == "postgresql" and config.storage.postgresql_dsn is None:
+        raise ConfigError(
+            f"{name}: storage.postgresql_dsn: is required with storage.backend 'postgresql' "
+            "(or set SPRECHZIMMER_DATABASE_URL)"
         )
     if media.udp_port_min > media.udp_port_max:
         raise ConfigError(
