@@ -1,5 +1,5 @@
 # make run   — set up .venv, the data directory and database, then serve config/default.yaml
-# make test  — set up .venv with test extras, chromium, firefox, webkit and coturn, lint, then run the whole test suite
+# make test  — set up .venv with test extras, chromium, firefox, webkit, coturn and postgresql, lint, then run the whole test suite
 # make lock  — rewrite requirements/*.txt after a change of dependencies in pyproject.toml
 # make lock-upgrade — move every pin in requirements/*.txt to the newest version that fits
 
@@ -19,13 +19,13 @@ PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --
 	--generate-hashes --allow-unsafe --strip-extras --build-deps-for editable \
 	--no-emit-index-url --no-emit-find-links $(PIP_COMPILE_FLAGS)
 
-.PHONY: run test lint format clean chromium firefox webkit coturn lock lock-upgrade
+.PHONY: run test lint format clean chromium firefox webkit coturn postgresql lock lock-upgrade
 
 run: $(VENV)/.installed
 	$(BIN)/sprechzimmer bootstrap --config $(CONFIG)
 	$(BIN)/sprechzimmer serve --config $(CONFIG)
 
-test: $(VENV)/.installed-test chromium firefox webkit coturn lint
+test: $(VENV)/.installed-test chromium firefox webkit coturn postgresql lint
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test
@@ -133,6 +133,21 @@ coturn:
 	      && if [ -d /run/systemd/system ]; then systemctl disable --now coturn.service; fi; \
 	  else \
 	    echo "error: /usr/bin/turnserver is missing; install Debian's coturn package (sudo apt-get install coturn)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# The storage tests start their own PostgreSQL server in a temp dir on 127.0.0.1
+# (tests/postgres_server.py) from Debian's binaries in /usr/lib/postgresql/<version>/bin. Debian's
+# package also creates a cluster "main" on port 5432 and, under systemd, starts it; the tests never
+# use it, so it is turned off again. (In containers policy-rc.d keeps it from starting at all.)
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql \
+	      && if [ -d /run/systemd/system ]; then systemctl disable --now postgresql.service; fi; \
+	  else \
+	    echo "error: PostgreSQL's server binaries are missing; install Debian's postgresql package (sudo apt-get install postgresql)" >&2; \
 	    exit 1; \
 	  fi; \
 	fi
