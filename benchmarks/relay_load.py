@@ -83,17 +83,19 @@ OTHER_BROWSER_ID_SHIFT = 7  # seat b's ids 1..5 become 8..12: still one-byte for
 # --- the relay process ---------------------------------------------------------------------
 
 
-def relay_process(conn: Connection, port_min: int, port_max: int) -> None:
+def relay_process(
+    conn: Connection, port_min: int, port_max: int, listen: str = "127.0.0.1"
+) -> None:
     """Entry point of the relay's process: pinned to CPU 0, serves requests until "close"."""
     os.sched_setaffinity(0, {RELAY_CPU})
-    asyncio.run(_serve_relay(conn, port_min, port_max))
+    asyncio.run(_serve_relay(conn, port_min, port_max, listen))
 
 
-async def _serve_relay(conn: Connection, port_min: int, port_max: int) -> None:
+async def _serve_relay(conn: Connection, port_min: int, port_max: int, listen: str) -> None:
     from sfu import Relay, RelayConfig
 
     relay = Relay(
-        RelayConfig(udp_port_min=port_min, udp_port_max=port_max, listen_addresses=("127.0.0.1",))
+        RelayConfig(udp_port_min=port_min, udp_port_max=port_max, listen_addresses=(listen,))
     )
     rooms: list[Any] = []
     profiler: cProfile.Profile | None = None
@@ -189,11 +191,15 @@ def relay_counters(rooms: list[Any]) -> dict[str, Any]:
 class RelayHandle:
     """The generator's side of the pipe: requests with ids, answers matched to futures."""
 
-    def __init__(self, port_min: int, port_max: int) -> None:
+    def __init__(self, port_min: int, port_max: int, target: Any = None, args: tuple = ()) -> None:
+        """``target(conn, *args)`` replaces the default ``relay_process(conn, port_min, ...)``
+        (relay_vs_janus.py starts the relay inside a network namespace)."""
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self.process = ctx.Process(
-            target=relay_process, args=(child, port_min, port_max), daemon=True
+            target=target or relay_process,
+            args=(child, *args) if target else (child, port_min, port_max),
+            daemon=True,
         )
         self.process.start()
         child.close()
