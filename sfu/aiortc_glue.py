@@ -93,7 +93,20 @@ FORWARDED_FEEDBACK = {
 OPUS_ANSWER_PARAMETERS = {"minptime": 10, "useinbandfec": 1}
 PREFERRED_CODEC = {"audio": "audio/opus", "video": "video/VP8"}
 
-UDP_BUFFER_BYTES = 1 << 20  # absorb a burst of a few hundred packets while the loop is busy
+# No standing queue: a packet that waited longer than MAX_PACKET_AGE in the socket is dropped
+# when read (and counted) instead of forwarded late -- a browser's jitter buffer would discard
+# it or, worse, stretch its playout delay for it. 100 ms is about what a video jitter buffer
+# holds; anything older only adds delay for everything behind it.
+MAX_PACKET_AGE = 0.1  # seconds
+# The receive buffer holds that much of a leg's expected traffic and no more: the old 1 MiB held
+# ~1.8 s of packets, so overload became seconds of delay while "0 loss" was reported.
+# 1000 packets/s covers camera + shared screen at ~2.5 Mbit/s each plus audio (~550 packets/s)
+# with headroom for a keyframe's burst. The kernel doubles the value for its own overhead and
+# charges a ~1200-byte datagram ~2304 bytes (measured: SO_RCVBUF 115200 holds 100 of them), so
+# half of that per packet is asked for.
+LEG_PACKETS_PER_SECOND = 1000
+RECEIVE_BUFFER_BYTES = int(MAX_PACKET_AGE * LEG_PACKETS_PER_SECOND * 1152)
+SEND_BUFFER_BYTES = 1 << 20  # sends never wait: a full send buffer drops (Wire.send_rtp)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # 35 on Linux; Python does not name it
 _TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
 MAX_DATAGRAMS_PER_WAKEUP = 64  # bound the time one socket holds the event loop
@@ -213,9 +226,10 @@ def _gatherer(
                     "event=ice_bind_failed address_family=%s error=%s", len(address), exc
                 )
                 continue
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER_BYTES)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UDP_BUFFER_BYTES)
-            # without kernel timestamps the relay simply does not sample its latency
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+            # without kernel timestamps the relay neither samples its latency nor drops stale
+            # packets; the small receive buffer still bounds the queue
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             # guarded from the first datagram: strangers never reach aioice or aiortc's DTLS
@@ -362,6 +376,7 @@ class Wire:
     remote_addr: tuple[str, int]
     candidate_type: str
     dropped_sends: int = 0
+    dropped_late: int = 0  # RTP that waited longer than MAX_PACKET_AGE in the socket
     _closed: bool = field(default=False, repr=False)
 
     def send_rtp(self, packet: bytes) -> None:
@@ -444,15 +459,38 @@ def _install_reader(
     def drain() -> None:
         # One wake-up reads everything queued (bounded), instead of asyncio's one datagram per
         # selector round; SRTP is handled here, STUN and DTLS go back to aioice/aiortc.
+        #
+        # Stale packets: the queue is FIFO, so only its head can be too old. Each batch reads
+        # with the kernel's receive timestamp until the first datagram younger than
+        # MAX_PACKET_AGE, dropping the stale RTP before it; every later datagram is younger, so
+        # the rest of the batch uses plain recvfrom. One clock read per batch. STUN and DTLS
+        # are handed back whatever their age: consent checks must never starve behind media.
         nonlocal countdown
+        stale_before = time.time() - MAX_PACKET_AGE
+        checking = True
         for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
             received_at = 0.0
             try:
                 countdown -= 1
-                if countdown == 0:
-                    countdown = SAMPLE_EVERY
+                sample = countdown == 0  # never when latency is None: countdown runs below 0
+                if checking or sample:
                     data, ancillary, _, addr = recvmsg(2048, _TIMESTAMP_SPACE)
                     received_at = _kernel_time(ancillary)
+                    if sample:
+                        countdown = SAMPLE_EVERY
+                    if checking:
+                        if 0.0 < received_at < stale_before:
+                            if (
+                                len(data) > 1
+                                and SRTP_FIRST_MIN <= data[0] <= SRTP_FIRST_MAX
+                                and not RTCP_SECOND_MIN <= data[1] <= RTCP_SECOND_MAX
+                            ):
+                                wire.dropped_late += 1
+                                continue
+                        else:
+                            checking = False
+                    if not sample:
+                        received_at = 0.0  # read for its age, not a latency sample
                 else:
                     data, addr = recvfrom(2048)
             except (BlockingIOError, InterruptedError):
