@@ -217,9 +217,9 @@ async def test_the_call_shows_the_session_time_and_the_planned_end(web_server: W
     await expect(clock).to_have_text(re.compile(rf"^Sitzungsdauer 00:0\d · bis {end}$"))
     first = await therapist.locator("#session-elapsed").text_content()
     await expect(therapist.locator("#session-elapsed")).not_to_have_text(first or "", timeout=5000)
-    # The client's page has no planned end from the server (yet): the elapsed time only.
+    # The client's page has the planned end from the server (`ends_at`) too.
     await expect(client.locator("#session-clock")).to_have_text(
-        re.compile(r"^Sitzungsdauer 00:\d\d$"), timeout=10_000
+        re.compile(rf"^Sitzungsdauer 00:\d\d · bis {end}$"), timeout=10_000
     )
     # Its own connection is labelled as such, never a bare "Verbindung gut".
     await expect(therapist.locator("#quality-text")).to_have_text(
@@ -257,7 +257,7 @@ async def test_when_the_client_leaves_the_therapist_sees_it_and_what_comes_next(
 
     await client.get_by_role("button", name="Auflegen").click()
     await expect(therapist.locator("#remote-status")).to_have_text(
-        "Anna hat die Sitzung verlassen oder die Verbindung verloren."
+        "Anna hat die Sitzung verlassen."
     )
     await expect(therapist.locator("#remote-sub")).to_have_text(
         "Das Sprechzimmer bleibt offen: Kommt er oder sie über den Link zurück, geht die Sitzung "
@@ -314,7 +314,7 @@ async def test_quick_exit_from_the_call_leaves_stops_the_devices_and_blanks_the_
     await client.wait_for_url("about:blank")
     assert await client.title() == ""
     await expect(therapist.locator("#remote-status")).to_have_text(
-        "Ihr Klient / Ihre Klientin hat die Sitzung verlassen oder die Verbindung verloren."
+        "Ihr Klient / Ihre Klientin hat die Sitzung verlassen."
     )
     assert any('"type": "leave"' in frame or '"type":"leave"' in frame for frame in sent), sent
     assert {"audio", "video"} <= set(stopped), f"camera and microphone not stopped: {stopped}"

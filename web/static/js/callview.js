@@ -4,7 +4,7 @@
 import { t, locale } from "./i18n.js";
 import { icon } from "./icons.js";
 import { fillDeviceSelects, getTrack, setSpeaker, speakerSelectable } from "./media.js";
-import { CHAT_MAX_CHARS, ERROR } from "./protocol.js";
+import { CHAT_MAX_CHARS, ERROR, GONE_LEFT, GONE_LOST } from "./protocol.js";
 import { SessionClock, forgetSessionStart } from "./sessionclock.js";
 
 const $ = (id) => document.getElementById(id);
@@ -31,7 +31,7 @@ export function showCall({ session, stream, role, onFinished, speakerId, clock }
   const panel = $("device-panel");
   const selects = { camera: $("call-camera"), microphone: $("call-microphone"), speaker: $("call-speaker") };
 
-  let peer = { state: "absent", name: null };
+  let peer = { state: "absent", name: null, reason: null };
   let recovering = false; // between "reconnecting" and "connected": say so when it is back
   let finished = false;
 
@@ -55,9 +55,16 @@ export function showCall({ session, stream, role, onFinished, speakerId, clock }
     remote.srcObject = event.detail;
     play();
   });
+  // The server keeps when both were first in the room, so every device and a reload agree.
+  const serverStart = (iso) => {
+    const at = Date.parse(iso || "");
+    if (!Number.isNaN(at)) sessionClock.startAt(at);
+  };
+  session.addEventListener("joined", (event) => serverStart(event.detail.session_started_at));
   session.addEventListener("peer", (event) => {
     const before = peer.state;
-    peer = { state: event.detail.state, name: event.detail.name ?? peer.name };
+    serverStart(event.detail.session_started_at);
+    peer = { state: event.detail.state, name: event.detail.name ?? peer.name, reason: event.detail.reason ?? null };
     if (role === "therapist") peerName.textContent = peer.name || "";
     updatePlaceholder();
     if (before !== peer.state) announce(peerAnnouncement());
@@ -79,6 +86,7 @@ export function showCall({ session, stream, role, onFinished, speakerId, clock }
   session.addEventListener("chat", (event) => showChat(event.detail));
   session.addEventListener("error", (event) => {
     if (event.detail.code === ERROR.RELAY_UNAVAILABLE) banner.textContent = t("call.relayUnavailable");
+    if (event.detail.code === ERROR.STORAGE_UNAVAILABLE) banner.textContent = t("call.storageUnavailable");
   });
   for (const kind of ["ended", "left", "fatal"]) {
     session.addEventListener(kind, (event) => finish(kind, event.detail));
@@ -234,14 +242,21 @@ export function showCall({ session, stream, role, onFinished, speakerId, clock }
   function placeholderText(screen) {
     if (screen === "reconnecting") return [t("call.reconnecting"), ""];
     if (role === "client") {
-      if (screen === "peer-gone") return [t("client.peerGone"), t("client.keepOpen")];
+      if (screen === "peer-gone") return [t(goneKey("client.peer")), t("client.keepOpen")];
       if (screen === "waiting") return [t("client.waiting"), t(session.phase === "connected" ? "client.connectionOk" : "client.keepOpen")];
       return [t("client.peerHere"), ""];
     }
     const name = peer.name || t("therapist.clientGeneric");
     if (screen === "waiting") return [t("therapist.clientAbsent"), t("therapist.clientAbsentHint")];
-    if (screen === "peer-gone") return [t("therapist.clientGone", { name }), t("therapist.clientGoneHint")];
+    if (screen === "peer-gone") return [t(goneKey("therapist.client"), { name }), t("therapist.clientGoneHint")];
     return [t("therapist.clientPresent", { name }), ""];
+  }
+
+  /** "…Left" (it said leave), "…Lost" (its connection dropped), or "…Gone" (not told). */
+  function goneKey(prefix) {
+    if (peer.reason === GONE_LEFT) return `${prefix}Left`;
+    if (peer.reason === GONE_LOST) return `${prefix}Lost`;
+    return `${prefix}Gone`;
   }
 
   function peerAnnouncement() {

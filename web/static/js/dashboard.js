@@ -21,6 +21,8 @@ let appointments = [];
 const live = new Map(); // appointment id → {state, client_name} from the WebSocket
 let editing = null; // the appointment being edited, or null for a new one
 const expandedNotes = new Set(); // ids whose note the therapist opened in full
+let arrivalAlert = true; // the therapist's setting (loadSettings)
+let audio = null; // one AudioContext for the page, started by the first gesture
 
 await ready;
 const me = await requireSignedIn();
@@ -35,10 +37,16 @@ $("btn-logout").addEventListener("click", async () => {
   }
 });
 $("btn-new").addEventListener("click", () => openForm(null));
+$("arrival-alert").addEventListener("change", changeArrivalAlert);
+$("btn-notifications").addEventListener("click", askNotificationPermission);
+// A browser starts an AudioContext only after a gesture on the page: take the first one.
+document.addEventListener("pointerdown", unlockSound, { once: true });
+document.addEventListener("keydown", unlockSound, { once: true });
 $("btn-new").disabled = false;
 $("btn-cancel-dialog").addEventListener("click", () => dialog.close());
 form.addEventListener("submit", saveForm);
 
+await loadSettings();
 await refresh();
 watchStatus();
 // The list also refreshes on its own: join buttons appear when a room opens, and it heals a
@@ -100,6 +108,7 @@ function renderItem(appointment) {
   const status = stateText(state, name);
   badge.querySelector(".badge-text").textContent = status;
   badge.title = status; // a long name is cut with an ellipsis; the whole text is here
+  item.querySelector(".crisis-tag").hidden = !appointment.crisis_card;
   showNote(item.querySelector(".note"), id, appointment.note);
 
   const scheduled = appointment.state === "scheduled";
@@ -191,6 +200,8 @@ function onStatus(message) {
   const before = live.get(id);
   live.set(id, { state: message.state, client_name: message.client_name || null });
   const appointment = appointments.find((a) => String(a.id) === id);
+  if (message.state === "waiting" && (!before || before.state !== "waiting")) arrived(appointment);
+  updateTitle();
   if (!appointment) {
     refresh();
     return;
@@ -200,6 +211,112 @@ function onStatus(message) {
     const time = formatTime(new Date(appointment.starts_at));
     announcer.textContent = `${time}: ${stateText(message.state, message.client_name)}`;
   }
+}
+
+// --- the arrival alert: a sound, a desktop notification, and a count in the tab's title, so the
+// therapist can work in another tab. Switched per therapist on the server (GET/PUT settings).
+
+async function loadSettings() {
+  try {
+    arrivalAlert = (await request("GET", "/api/therapist/settings")).arrival_alert;
+  } catch (error) {
+    if (redirectIfSignedOut(error)) return;
+  }
+  $("arrival-alert").checked = arrivalAlert;
+  $("arrival-alert").disabled = false;
+  showNotificationState();
+}
+
+async function changeArrivalAlert(event) {
+  const on = event.currentTarget.checked;
+  unlockSound();
+  try {
+    arrivalAlert = (await request("PUT", "/api/therapist/settings", { arrival_alert: on })).arrival_alert;
+    $("dashboard-error").textContent = "";
+  } catch (error) {
+    if (redirectIfSignedOut(error)) return;
+    $("dashboard-error").textContent = t("dashboard.settingsError");
+  }
+  $("arrival-alert").checked = arrivalAlert;
+  updateTitle();
+  showNotificationState();
+  // Turning it on is the moment to ask: a click of the therapist's, never on page load.
+  if (arrivalAlert) askNotificationPermission();
+}
+
+function notificationsAvailable() {
+  return "Notification" in window;
+}
+
+function showNotificationState() {
+  const permission = notificationsAvailable() ? Notification.permission : "denied";
+  $("btn-notifications").hidden = !arrivalAlert || permission !== "default";
+  $("notifications-blocked").hidden = !arrivalAlert || permission !== "denied";
+}
+
+async function askNotificationPermission() {
+  if (!notificationsAvailable() || Notification.permission !== "default") return;
+  try {
+    await Notification.requestPermission();
+  } catch {
+    // an old Safari takes a callback instead; the button stays for another try
+  }
+  showNotificationState();
+}
+
+function unlockSound() {
+  try {
+    audio ??= new AudioContext();
+    if (audio.state === "suspended") audio.resume().catch(() => {});
+  } catch {
+    audio = null; // no Web Audio: the notification and the title still tell
+  }
+}
+
+/** A client entered the waiting room of `appointment` (undefined: not in the list yet). */
+function arrived(appointment) {
+  if (!arrivalAlert) return;
+  chime();
+  if (notificationsAvailable() && Notification.permission === "granted") {
+    const body = appointment
+      ? t("dashboard.arrivalBody", { time: formatTime(new Date(appointment.starts_at)) })
+      : "";
+    try {
+      // No name: a notification may show on a screen others can see.
+      const note = new Notification(t("dashboard.arrivalTitle"), { body, tag: "sprechzimmer-arrival" });
+      note.addEventListener("click", () => {
+        window.focus();
+        note.close();
+      });
+    } catch {
+      // some mobile browsers allow notifications only from a service worker
+    }
+  }
+}
+
+/** Two soft tones, made here (no sound file, nothing fetched). */
+function chime() {
+  unlockSound();
+  if (!audio) return;
+  const start = audio.currentTime + 0.02;
+  for (const [offset, frequency] of [[0, 880], [0.18, 660]]) {
+    const tone = audio.createOscillator();
+    const gain = audio.createGain();
+    tone.frequency.value = frequency;
+    gain.gain.setValueAtTime(0.0001, start + offset);
+    gain.gain.exponentialRampToValueAtTime(0.25, start + offset + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, start + offset + 0.3);
+    tone.connect(gain).connect(audio.destination);
+    tone.start(start + offset);
+    tone.stop(start + offset + 0.32);
+  }
+}
+
+/** "(2) Termine – Sprechzimmer" while two clients wait; the plain title otherwise. */
+function updateTitle() {
+  const waiting = [...live.values()].filter((entry) => entry.state === "waiting").length;
+  const title = t("dashboard.title");
+  document.title = arrivalAlert && waiting > 0 ? `(${waiting}) ${title}` : title;
 }
 
 // --- actions
@@ -299,6 +416,7 @@ function openForm(appointment) {
   for (const id of ["field-date", "field-time"]) $(id).removeAttribute("aria-invalid");
   $("field-duration").value = appointment ? appointment.duration_minutes : 50;
   $("field-note").value = appointment ? appointment.note || "" : "";
+  $("field-crisis").checked = Boolean(appointment && appointment.crisis_card);
   dialog.showModal();
   $("field-date").focus();
 }
@@ -331,7 +449,12 @@ async function saveForm(event) {
     return;
   }
   const note = $("field-note").value.trim();
-  const body = { starts_at: withOffset(date, time), duration_minutes: duration, note: note || null };
+  const body = {
+    starts_at: withOffset(date, time),
+    duration_minutes: duration,
+    note: note || null,
+    crisis_card: $("field-crisis").checked,
+  };
   const button = $("btn-save");
   button.disabled = true;
   try {

@@ -14,7 +14,9 @@ import { forgetSessionStart } from "./sessionclock.js";
 import { openSocket } from "./socket.js";
 
 const $ = (id) => document.getElementById(id);
-const SECTIONS = ["prepare", "unsupported", "denied", "invalid", "ended"];
+const SECTIONS = ["prepare", "resume", "unsupported", "denied", "invalid", "ended"];
+// What the server accepts as a phone number on the crisis card (signaling/routes_client.py).
+const PHONE = /^\+?[0-9 ()/.-]+$/;
 const token = decodeURIComponent(location.pathname.split("/")[2] || "");
 // The end-to-end secret in the link's fragment (#k=…), which the browser never sends.
 const linkSecret = secretFromFragment(location.hash);
@@ -54,9 +56,11 @@ async function main() {
   }
   if (!info) return show("invalid");
   describeAppointment();
+  $("crisis-fields").hidden = !info.crisis_card;
   if (info.bound) {
     $("accept-terms").checked = true;
     $("consent-processing").checked = true;
+    $("display-name").value = info.display_name || "";
   }
   $("btn-devices-on").addEventListener("click", startDevices);
   $("btn-retry-devices").addEventListener("click", () => {
@@ -71,6 +75,39 @@ async function main() {
   $("join-form").addEventListener("submit", join);
   // Disabled in the HTML until these listeners exist.
   for (const id of ["btn-devices-on", "btn-check", "btn-join"]) $(id).disabled = false;
+  $("btn-resume").addEventListener("click", startCall);
+  $("btn-resume-setup").addEventListener("click", () => {
+    show("prepare");
+    startDevices();
+  });
+  if (info.bound && info.resume && info.state === "open") resume();
+}
+
+/**
+ * A reload, or the link opened again after the tab closed: this browser consented already, so
+ * no long waiting room, only the camera preview and one button. Not straight into the call:
+ * after a reload the page has no user gesture, so browsers would keep the therapist's voice
+ * muted (Safari always, Chrome often), and the client sees the camera is on before going back.
+ */
+async function resume() {
+  $("resume-text").textContent = info.display_name
+    ? t("join.resumeNamed", { name: info.display_name })
+    : t("join.resumeText");
+  show("resume");
+  $("btn-resume").disabled = true;
+  try {
+    stream = await getMedia({});
+  } catch (failure) {
+    // devices need attention: the full page, where they can be chosen and checked
+    show("prepare");
+    $("device-error").textContent = t(`media.${mediaErrorKind(failure)}`);
+    return;
+  }
+  const preview = $("resume-preview");
+  preview.srcObject = stream;
+  preview.play().catch(() => {});
+  $("btn-resume").disabled = false;
+  $("btn-resume").focus();
 }
 
 async function loadInfo() {
@@ -233,6 +270,8 @@ async function join(event) {
     error.textContent = t("join.notYetOpen", { time: formatTime(new Date(info.opens_at)) });
     return;
   }
+  const card = crisisCard();
+  if (card === null) return;
   if (!stream) {
     await startDevices();
     if (!stream) return;
@@ -250,6 +289,7 @@ async function join(event) {
         accept_terms: true,
         consent_processing: true,
         ...(name ? { display_name: name } : {}),
+        ...card,
       }),
     });
     if (response.status === 404) return show("invalid");
@@ -274,8 +314,29 @@ async function join(event) {
   startCall();
 }
 
+/** The crisis card's fields for the consent ({} when not asked for); null, with the error shown,
+ * when they are missing or the number is none. */
+function crisisCard() {
+  if (!info.crisis_card) return {};
+  const location = $("crisis-location").value.trim();
+  const phone = $("crisis-phone").value.trim();
+  const error = $("join-error");
+  if (!location || !phone) {
+    error.textContent = t("join.crisisMissing");
+    $(location ? "crisis-phone" : "crisis-location").focus();
+    return null;
+  }
+  if (!PHONE.test(phone) || phone.replace(/\D/g, "").length < 3) {
+    error.textContent = t("join.crisisBadPhone");
+    $("crisis-phone").focus();
+    return null;
+  }
+  return { crisis_location: location, crisis_phone: phone };
+}
+
 function startCall() {
   stopMeter();
+  $("resume").hidden = true;
   session = new CallSession({ invite: token }, stream, { role: "client", linkSecret });
   // For browser tests and support: the live session (its peer connection) of this page.
   window.sprechzimmerCall = session;
@@ -287,7 +348,6 @@ function startCall() {
     role: "client",
     speakerId: speakerSelectable ? selects.speaker.value : null,
     onFinished: finished,
-    // The client's API does not say when the appointment ends; `ends_at` is used once it does.
     clock: { appointmentKey: `client-${info.starts_at}`, plannedEnd: info.ends_at ? new Date(info.ends_at) : null },
   });
   session.start();

@@ -1,7 +1,7 @@
 // The session clock in the call: time since the session began, and the planned end
 // ("12:34 · bis 15:50"). The session begins the first time both are in the call; that moment is
-// kept in sessionStorage for this tab, so a reload does not start the clock again. The server
-// does not (yet) say when the session began, so another tab or device starts its own count.
+// kept in sessionStorage for this tab, so a reload does not start the clock again. Once the
+// server says when the session began (`session_started_at`), that moment wins: `startAt`.
 import { t, formatTime } from "./i18n.js";
 
 const STORAGE_KEY = "sprechzimmer.sessionStart";
@@ -38,6 +38,18 @@ export class SessionClock {
       sessionStorage.setItem(STORAGE_KEY, JSON.stringify({ key: this.key, startedAt: this.startedAt }));
     } catch {
       // storage refused (private mode quota): the clock still runs for this page
+    }
+    this.run();
+  }
+
+  /** The server's start of the session (ms since the epoch): every device counts from it. */
+  startAt(startedAt) {
+    if (this.startedAt === startedAt) return;
+    this.startedAt = startedAt;
+    try {
+      sessionStorage.setItem(STORAGE_KEY, JSON.stringify({ key: this.key, startedAt }));
+    } catch {
+      // storage refused: the clock still runs for this page
     }
     this.run();
   }

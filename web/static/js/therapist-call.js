@@ -51,7 +51,17 @@ async function main() {
     onFinished: finished,
     clock: { appointmentKey: `therapist-${id}`, plannedEnd: Number.isNaN(plannedEnd.getTime()) ? null : plannedEnd },
   });
+  // The crisis card comes with the client's presence (`joined` or `peer`), to this page only.
+  session.addEventListener("joined", (event) => showCrisisCard(event.detail.peer?.crisis_card));
+  session.addEventListener("peer", (event) => showCrisisCard(event.detail.crisis_card));
   session.start();
+}
+
+function showCrisisCard(card) {
+  if (!card || typeof card.location !== "string" || typeof card.phone !== "string") return;
+  $("crisis-location").textContent = card.location;
+  $("crisis-phone").textContent = card.phone;
+  $("crisis-card").hidden = false;
 }
 
 function prepareError(text) {
