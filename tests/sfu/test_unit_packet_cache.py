@@ -70,3 +70,36 @@ def test_power_of_two_slot_counts_are_accepted(slots):
 def test_slot_count_that_is_not_a_positive_power_of_two_is_rejected(slots):
     with pytest.raises(ValueError, match="power of two"):
         PacketCache(slots=slots)
+
+
+def test_a_steady_stream_holds_only_the_packets_of_the_last_max_age():
+    # 200 packets/s for 5 s: sized by time, ~100 packets are kept, not the ring's 1024
+    cache = PacketCache(slots=1024, max_age=0.5)
+    for n in range(1000):
+        cache.store(n & 0xFFFF, bytes(1100), now=n / 200)
+    assert cache.held() <= 0.5 * 200 + 1
+
+
+def test_packets_are_released_once_older_than_max_age_though_the_ring_is_not_full():
+    cache = PacketCache(slots=1024, max_age=0.5)
+    for seq in range(10):
+        cache.store(seq, b"early", now=10.0)
+    cache.store(10, b"later", now=12.0)
+    assert cache.held() == 1
+
+
+def test_releasing_keeps_every_packet_still_within_max_age():
+    cache = PacketCache(slots=1024, max_age=0.5)
+    for n in range(300):
+        cache.store(60000 + n & 0xFFFF, bytes([n & 0xFF]), now=n / 200)
+    now = 299 / 200
+    recent = [(60000 + n) & 0xFFFF for n in range(300) if now - n / 200 <= 0.5]
+    assert all(cache.get(seq, now=now) is not None for seq in recent)
+
+
+def test_a_late_packet_stored_out_of_order_releases_nothing_newer():
+    cache = PacketCache(slots=1024, max_age=0.5)
+    for seq in range(100, 110):
+        cache.store(seq, b"x", now=10.0)
+    cache.store(99, b"late", now=10.1)
+    assert [cache.get(seq, now=10.1) for seq in range(99, 110)] == [b"late"] + [b"x"] * 10
