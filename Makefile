@@ -1,5 +1,5 @@
 # make run   — set up .venv, the data directory and database, then serve config/default.yaml
-# make test  — set up .venv with test extras, chromium, firefox, webkit, coturn and postgresql, lint, then run the whole test suite
+# make test  — set up .venv with test extras, chromium, firefox, webkit, coturn, postgresql and redis, lint, then run the whole test suite
 # make lock  — rewrite requirements/*.txt after a change of dependencies in pyproject.toml
 # make lock-upgrade — move every pin in requirements/*.txt to the newest version that fits
 
@@ -19,13 +19,13 @@ PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --
 	--generate-hashes --allow-unsafe --strip-extras --build-deps-for editable \
 	--no-emit-index-url --no-emit-find-links $(PIP_COMPILE_FLAGS)
 
-.PHONY: run test lint format clean chromium firefox webkit coturn postgresql lock lock-upgrade
+.PHONY: run test lint format clean chromium firefox webkit coturn postgresql redis lock lock-upgrade
 
 run: $(VENV)/.installed
 	$(BIN)/sprechzimmer bootstrap --config $(CONFIG)
 	$(BIN)/sprechzimmer serve --config $(CONFIG)
 
-test: $(VENV)/.installed-test chromium firefox webkit coturn postgresql lint
+test: $(VENV)/.installed-test chromium firefox webkit coturn postgresql redis lint
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test
@@ -148,6 +148,20 @@ postgresql:
 	      && if [ -d /run/systemd/system ]; then systemctl disable --now postgresql.service; fi; \
 	  else \
 	    echo "error: PostgreSQL's server binaries are missing; install Debian's postgresql package (sudo apt-get install postgresql)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# The cluster tests start their own redis-server in a temp dir on 127.0.0.1 (tests/redis_server.py).
+# Under systemd, Debian's package enables and starts redis-server.service on port 6379; the tests
+# never use it, so it is turned off again. (In containers policy-rc.d keeps it from starting.)
+redis:
+	@if [ ! -x /usr/bin/redis-server ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server \
+	      && if [ -d /run/systemd/system ]; then systemctl disable --now redis-server.service; fi; \
+	  else \
+	    echo "error: /usr/bin/redis-server is missing; install Debian's redis-server package (sudo apt-get install redis-server)" >&2; \
 	    exit 1; \
 	  fi; \
 	fi
