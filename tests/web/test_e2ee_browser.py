@@ -230,7 +230,8 @@ async def test_a_rejoin_brings_new_keys_and_media_again(web_server: WebServer):
     await media_advances(call.therapist)
     before = await call.therapist.locator("#e2ee-code").text_content()
     await call.client.reload()
-    await call.client.get_by_role("button", name="Beitreten").click()
+    # a browser that consented goes back in with one button (web/static/js/join.js resume())
+    await call.client.get_by_role("button", name="Zurück in die Sitzung").click()
     await expect(call.therapist.locator("#e2ee-code")).not_to_have_text(before or "", timeout=15000)
     await expect(call.therapist.locator("#e2ee")).to_have_attribute(
         "data-state", "verified", timeout=STATE_TIMEOUT_MS
