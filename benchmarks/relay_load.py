@@ -239,6 +239,14 @@ class RelayHandle:
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.pid)
 
+    def rss_kib(self) -> int:
+        """VmRSS now: sampled at the window's start and end, for the growth rate."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
     def peak_rss_kib(self) -> int:
         with open(f"/proc/{self.pid}/status") as f:
             for line in f:
@@ -429,6 +437,9 @@ class StepResult:
     # the relay's own sampled delay, kernel receive -> send (bucket upper bounds, ms)
     relay_latency_p50_ms: float = 0.0
     relay_latency_p99_ms: float = 0.0
+    # VmRSS at the window's start and end: growth per minute with media flowing
+    relay_rss_start_mib: float = 0.0
+    relay_rss_end_mib: float = 0.0
 
 
 class Receiver:
@@ -532,6 +543,7 @@ async def run_step(
     async def mark(where: dict[str, Any]) -> None:
         where["counters"] = await relay.call("counters")
         where["cpu"] = relay.cpu_seconds()
+        where["rss_kib"] = relay.rss_kib()
         where["own_cpu"] = process_cpu_seconds(os.getpid())
         where["cores"] = cpu_busy_seconds()
         where["time"] = time.perf_counter()
@@ -608,6 +620,8 @@ async def run_step(
         relay_routes_rewriting=window_end["counters"]["routes_rewriting"],
         relay_latency_p50_ms=relay_quantile_ms(window_start, window_end, 0.50),
         relay_latency_p99_ms=relay_quantile_ms(window_start, window_end, 0.99),
+        relay_rss_start_mib=window_start["rss_kib"] / 1024,
+        relay_rss_end_mib=window_end["rss_kib"] / 1024,
     )
 
 
@@ -826,6 +840,12 @@ def main() -> None:
         f"generator on CPU {GENERATOR_CPU}, {os.cpu_count()} cores"
     )
     print(format_table(results))
+    for r in results:
+        print(
+            f"{r.rooms} rooms: relay RSS {r.relay_rss_start_mib:.1f} -> {r.relay_rss_end_mib:.1f} "
+            f"MiB over the {args.measure:g} s window "
+            f"({(r.relay_rss_end_mib - r.relay_rss_start_mib) / args.measure * 60:+.2f} MiB/min)"
+        )
     print("latency: generator perf_counter before sendto -> after unprotect at the other peer;")
     print("includes loopback and the generator's own scheduling, not only the relay;")
     print("cpu0/cpu1: whole-core busy time (relay or generator + other processes + softirq)")

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import relay_load
+from browser_traffic import build_browser_schedule, nack, rtx_payload_type
 from relay_load import (
     AUDIO_PPS,
     GENERATOR_CPU,
@@ -149,22 +150,26 @@ def enter_namespace(name: str) -> None:
 # --- the two servers -------------------------------------------------------------------------
 
 
-def relay_in_namespace(conn: Connection, namespace: str, address: str) -> None:
+def relay_in_namespace(conn: Connection, namespace: str, address: str, nice: int) -> None:
     enter_namespace(namespace)
+    os.setpriority(os.PRIO_PROCESS, 0, nice)
     relay_load.relay_process(conn, 40000, 40999, listen=address)
 
 
 class RelayServer:
     name = "relay"
 
-    def __init__(self, ns: Namespace) -> None:
+    def __init__(self, ns: Namespace, nice: int) -> None:
         self.handle = relay_load.RelayHandle(
-            0, 0, target=relay_in_namespace, args=(ns.name, ns.inner_ip)
+            0, 0, target=relay_in_namespace, args=(ns.name, ns.inner_ip, nice)
         )
         self.pid = self.handle.pid
 
     async def connect(self, count: int) -> list[Peer]:
-        return await relay_load.connect_rooms(self.handle, count // 2, same_ids=False)
+        peers = await relay_load.connect_rooms(self.handle, count // 2, same_ids=False)
+        for peer in peers:
+            peer.rtx_pt = rtx_payload_type(peer.offer)  # type: ignore[attr-defined]
+        return peers
 
     async def close(self) -> None:
         await self.handle.close()
@@ -215,7 +220,7 @@ class JanusServer:
 
     name = "janus"
 
-    def __init__(self, ns: Namespace) -> None:
+    def __init__(self, ns: Namespace, nice: int) -> None:
         janus = shutil.which("janus")
         if janus is None:
             raise SystemExit("janus is not installed: apt-get install -y janus")
@@ -240,13 +245,14 @@ class JanusServer:
         self.log = open(self.folder / "janus.log", "w")  # noqa: SIM115 (lives as long as janus)
         self.process = subprocess.Popen(
             [
-                *("ip", "netns", "exec", ns.name, "taskset", "-c", str(RELAY_CPU), janus),
+                *("ip", "netns", "exec", ns.name, "nice", "-n", str(nice)),
+                *("taskset", "-c", str(RELAY_CPU), janus),
                 *("-C", str(self.folder / "janus.jcfg"), "-F", str(self.folder), "-o"),
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self.pid = self.process.pid  # ip netns exec and taskset exec janus: same pid
+        self.pid = self.process.pid  # ip netns exec, nice and taskset exec janus: same pid
         self.url = f"http://{ns.inner_ip}:{JANUS_HTTP_PORT}/janus"
         self.session: Any = None
 
@@ -280,6 +286,7 @@ class JanusServer:
             await pc.setLocalDescription(await pc.createOffer())
             offer = complete_extensions(pc.localDescription.sdp, 0)
             peer = Peer(room=index, seat="echo", pc=pc, offer=offer, plans=plans_from_offer(offer))
+            peer.rtx_pt = rtx_payload_type(offer)  # type: ignore[attr-defined]
             session = (await self._post("", {"janus": "create"}))["data"]["id"]
             handle = (
                 await self._post(
@@ -362,20 +369,33 @@ class Window:
     generator_cpu_fraction: float
     server_core_busy: float
     pacer_max_lag_ms: float
+    peers: int  # still connected at the start of the window
+    nacked: int = 0  # browser traffic: video packets treated as lost and NACKed
+    recovered: int = 0  # of those, retransmitted and arrived
 
 
 class KernelStampedReceiver:
-    """Arrival bookkeeping for one window: the kernel's receive time of every packet."""
+    """Arrival bookkeeping for one window: the kernel's receive time of every packet.
 
-    def __init__(self, count: int, step: int) -> None:
+    With ``injected_loss`` (browser traffic), that share of the video packets reaching a peer is
+    treated as lost: a NACK goes back at once and the retransmission's arrival counts instead.
+    """
+
+    def __init__(self, count: int, step: int, injected_loss: float = 0.0) -> None:
         self.step = step
         self.arrived_ns = array.array("q", bytes(8 * count))
         self.unexpected = 0
+        self.injected_loss = injected_loss
+        self.nacked: set[int] = set()
+        self.recovered = 0
+        self.rng = random.Random(step)
 
     def on_datagrams(self, peer: Peer) -> None:
         recvmsg = peer.sock.recvmsg
         unprotect = peer.rx.unprotect
         arrived, step = self.arrived_ns, self.step
+        video_pt = peer.plans["video"].payload_type
+        rtx_pt = getattr(peer, "rtx_pt", None)
         for _ in range(256):
             try:
                 data, ancillary, _flags, addr = recvmsg(2048, TIMESTAMP_SPACE)
@@ -389,6 +409,9 @@ class KernelStampedReceiver:
                     self.unexpected += 1
                     continue
                 header_end = header_length(plain, plain[0])
+                pt = plain[1] & 0x7F
+                if pt == rtx_pt:
+                    header_end += 2  # RFC 4588: the original sequence number comes first
                 if header_end < 0 or len(plain) < header_end + PAYLOAD_TAG.size:
                     self.unexpected += 1
                     continue
@@ -396,6 +419,17 @@ class KernelStampedReceiver:
                 if packet_step != step or number >= len(arrived) or arrived[number]:
                     self.unexpected += 1
                     continue
+                if pt == video_pt:
+                    seq, ssrc = struct.unpack_from("!H4xI", plain, 2)
+                    peer.seen_video_ssrc, peer.highest_seq = ssrc, seq  # type: ignore[attr-defined]
+                    if self.injected_loss and self.rng.random() < self.injected_loss:
+                        self.nacked.add(number)
+                        report = nack(peer.plans["video"].ssrc, ssrc, seq)
+                        with contextlib.suppress(OSError):
+                            peer.sock.sendto(peer.tx.protect_rtcp(report), peer.remote_addr)
+                        continue
+                elif number in self.nacked:
+                    self.recovered += 1
                 stamp = 0
                 for level, kind, value in ancillary:
                     if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
@@ -419,9 +453,21 @@ async def run_window(
     measure: float,
     step: int,
     tick: float,
+    traffic: str = "even",
+    injected_loss: float = 0.0,
 ) -> Window:
-    schedule = build_schedule(peers, multiplier, warmup, measure, step)
-    receiver = KernelStampedReceiver(len(schedule.packets), step)
+    # a peer whose connection died (its consent checks failed) is left out, and counted
+    peers = [p for p in peers if p.pc.connectionState == "connected" and p.sock.fileno() >= 0]
+    if not peers:  # every connection died: a row of NaN says so, the run goes on
+        nan = float("nan")
+        return Window(
+            server_name, multiplier, 0, 0, 0, 0, 1.0, nan, nan, nan, nan, nan, nan, nan, 0, 0
+        )
+    if traffic == "browser":
+        schedule = build_browser_schedule(peers, multiplier, warmup, measure, step)
+    else:
+        schedule = build_schedule(peers, multiplier, warmup, measure, step)
+    receiver = KernelStampedReceiver(len(schedule.packets), step, injected_loss)
     loop = asyncio.get_running_loop()
     for peer in peers:
         loop._add_reader(peer.fd, receiver.on_datagrams, peer)  # type: ignore[attr-defined]
@@ -449,9 +495,13 @@ async def run_window(
             if i == schedule.measure_from:
                 marks["start"] = mark()
             peer = owners[i]
-            sent_ns[i] = time.time_ns()
+            packet = packets[i]
+            if not packet[0]:  # browser traffic's RTCP: protected now, in send order
+                packet = peer.tx.protect_rtcp(packet[1:])
+            else:
+                sent_ns[i] = time.time_ns()
             with contextlib.suppress(OSError):
-                peer.sock.sendto(packets[i], peer.remote_addr)
+                peer.sock.sendto(packet, peer.remote_addr)
             i += 1
         await asyncio.sleep(tick)
     marks["end"] = mark()
@@ -462,7 +512,7 @@ async def run_window(
     lo, hi = schedule.measure_from, schedule.measure_to
     arrived = receiver.arrived_ns
     delays = sorted(arrived[n] - sent_ns[n] for n in range(lo, hi) if arrived[n])
-    sent, received = hi - lo, len(delays)
+    sent, received = sum(1 for n in range(lo, hi) if sent_ns[n]), len(delays)
     (t0, cpu0, own0, busy0), (t1, cpu1, own1, busy1) = marks["start"], marks["end"]
     seconds = t1 - t0
 
@@ -487,6 +537,9 @@ async def run_window(
         generator_cpu_fraction=(own1 - own0) / seconds,
         server_core_busy=(busy1 - busy0) / seconds,
         pacer_max_lag_ms=max_lag * 1000,
+        peers=len(peers),
+        nacked=len([n for n in receiver.nacked if lo <= n < hi]),
+        recovered=receiver.recovered,
     )
 
 
@@ -510,7 +563,16 @@ class Row:
         return (min(values), max(values)) if values else (float("nan"), float("nan"))
 
 
-KEYS = ("us_per_packet", "p50_ms", "p99_ms", "max_ms", "loss", "received_pps", "cpu_fraction")
+KEYS = (
+    "peers",
+    "us_per_packet",
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+    "loss",
+    "received_pps",
+    "cpu_fraction",
+)
 
 
 async def measure_rate(
@@ -535,6 +597,8 @@ async def measure_rate(
                 args.measure,
                 step_base + repeat * 2 + (order.index((server, peers))),
                 args.tick_ms / 1000,
+                args.traffic,
+                args.injected_loss if args.traffic == "browser" else 0.0,
             )
             windows.append(window)
             row.offered_pps = window.offered_pps
@@ -543,7 +607,9 @@ async def measure_rate(
             print(
                 f"  x{multiplier:.2f} {server.name:>5}: {window.received_pps:,.0f} pkt/s, "
                 f"{window.us_per_packet:.1f} us/pkt, p99 {window.p99_ms:.2f} ms, "
-                f"loss {window.loss:.3%}, gen CPU {window.generator_cpu_fraction:.0%}",
+                f"loss {window.loss:.3%}, gen CPU {window.generator_cpu_fraction:.0%}, "
+                f"CPU 0 busy {window.server_core_busy:.0%}, {window.peers} peers"
+                + (f", NACKed {window.nacked}, resent {window.recovered}" if window.nacked else ""),
                 file=sys.stderr,
             )
     return row
@@ -556,7 +622,8 @@ def sustained(row: Row, server: str, bound_ms: float) -> bool:
 def format_rows(rows: list[Row]) -> str:
     header = (
         f"{'rate':>6} {'pkt/s':>7} | {'relay us/pkt':>19} | {'janus us/pkt':>19} | {'ratio':>5} | "
-        f"{'p50 ms r/j':>11} | {'p99 ms r/j':>13} | {'max ms r/j':>15} | {'loss r/j':>15}"
+        f"{'p50 ms r/j':>11} | {'p99 ms r/j':>13} | {'max ms r/j':>15} | {'loss r/j':>15} | "
+        f"{'peers r/j':>9}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -573,7 +640,8 @@ def format_rows(rows: list[Row]) -> str:
             f"{row.median('relay', 'p50_ms'):>5.2f}/{row.median('janus', 'p50_ms'):<5.2f} | "
             f"{row.median('relay', 'p99_ms'):>6.2f}/{row.median('janus', 'p99_ms'):<6.2f} | "
             f"{row.median('relay', 'max_ms'):>7.1f}/{row.median('janus', 'max_ms'):<7.1f} | "
-            f"{row.median('relay', 'loss'):>7.3%}/{row.median('janus', 'loss'):<7.3%}"
+            f"{row.median('relay', 'loss'):>7.3%}/{row.median('janus', 'loss'):<7.3%} | "
+            f"{min(row.figures['relay']['peers']):>4.0f}/{min(row.figures['janus']['peers']):<4.0f}"
         )
     return "\n".join(lines)
 
@@ -591,7 +659,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         # the generator's candidates: its end of the veth pair only
         aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [ns.host_ip]
-        relay, janus = RelayServer(ns), JanusServer(ns)
+        relay, janus = RelayServer(ns, args.nice), JanusServer(ns, args.nice)
         servers = [relay, janus]
         count = args.rooms * 2
         for server in servers:
@@ -646,12 +714,29 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--measure", type=float, default=3.0)
     parser.add_argument("--tick-ms", type=float, default=1.0)
+    parser.add_argument(
+        "--traffic",
+        choices=["even", "browser"],
+        default="even",
+        help="even: relay_load.py's packets; browser: frames, keyframes, RTCP, NACKs "
+        "(benchmarks/browser_traffic.py)",
+    )
+    parser.add_argument(
+        "--injected-loss", type=float, default=0.01, help="browser traffic: video share NACKed"
+    )
     parser.add_argument("--find-max", action="store_true")
     parser.add_argument("--start-multiplier", type=float, default=1.0)
     parser.add_argument("--step-factor", type=float, default=1.25)
     parser.add_argument("--max-multiplier", type=float, default=8.0)
     parser.add_argument("--repeats-find-max", type=int, default=3)
     parser.add_argument("--p99-bound-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="scheduling priority of the generator and both servers alike (e.g. -10 on a "
+        "machine where other jobs run)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.find_max:
@@ -659,13 +744,15 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("needs root: it creates a network namespace and a veth pair")
     os.sched_setaffinity(0, {GENERATOR_CPU})
+    os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     started = time.monotonic()
     result = asyncio.run(run(args))
     elapsed = time.monotonic() - started
 
     per_peer = VIDEO_PPS + AUDIO_PPS
     print(
-        f"relay vs janus echotest ({'find-max' if args.find_max else 'rates'}), "
+        f"relay vs janus echotest ({'find-max' if args.find_max else 'rates'}, "
+        f"{args.traffic} traffic), "
         f"{args.rooms} relay rooms = {args.rooms * 2} janus echo peers, {per_peer} pkt/s per peer "
         f"at 1x, windows of {args.warmup:g}+{args.measure:g} s, {args.repeats} per server and "
         f"rate, interleaved; servers on CPU {RELAY_CPU}, generator on CPU {GENERATOR_CPU}; "
@@ -687,6 +774,8 @@ def main() -> None:
             print(f"ratio relay/janus: {result['best']['relay'] / result['best']['janus']:.2f}")
     print(f"took {elapsed:.0f} s")
     name = "relay_vs_janus_find_max" if args.find_max else "relay_vs_janus"
+    if args.traffic == "browser":
+        name += "_browser"
     path = args.json or RESULTS_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
