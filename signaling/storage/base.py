@@ -16,7 +16,10 @@ __all__ = [
     "ApiKey",
     "Appointment",
     "AppointmentState",
+    "AuditEntry",
+    "ConsentRecord",
     "CrisisCard",
+    "HealthCount",
     "LoginSession",
     "NotFound",
     "PurgeResult",
@@ -83,6 +86,11 @@ class Therapist:
     password_hash: str
     disabled: bool
     created_at: dt.datetime
+    # Admins see the service's usage and health and manage accounts (issue #13).
+    is_admin: bool = False
+    # The portal's id for the account (`PUT /api/v1/therapists/{external_id}`), else None.
+    external_id: str | None = None
+    display_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,37 @@ class SessionStatistic:
     therapist_id: int
     session_date: dt.date
     duration_seconds: int
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One admin action: who (an admin's username, ``cli`` or ``api:<key name>``), what, to
+    which account or key, when. Never client data."""
+
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    target: str | None
+
+
+@dataclass(frozen=True)
+class HealthCount:
+    """One of the service's own counters for one UTC day, summed over every node."""
+
+    day: dt.date
+    counter: str
+    value: int
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    """What the client of an appointment agreed to and when; no name (Art. 7(1) GDPR)."""
+
+    id: int
+    appointment_id: int
+    terms_version: str
+    consent_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -379,7 +418,64 @@ class Storage(abc.ABC):
     async def list_session_statistics(self, therapist_id: int) -> list[SessionStatistic]: ...
 
     @abc.abstractmethod
+    async def list_all_session_statistics(self) -> list[SessionStatistic]:
+        """Every therapist's, by date: the admin's usage report."""
+
+    @abc.abstractmethod
     async def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
         """Clear personal data of appointments whose `valid_until` < `now` (their crisis cards
-        are deleted) and delete statistics whose date is more than `retention_days` before
-        `now`'s date."""
+        are deleted) and delete statistics, audit entries, health counters and consent records
+        dated more than `retention_days` before `now`'s date, and expired password links."""
+
+    # administration (issue #13)
+
+    @abc.abstractmethod
+    async def set_therapist_admin(self, username: str, admin: bool) -> None:
+        """Grant or take the admin role; raise `NotFound` for an unknown username."""
+
+    @abc.abstractmethod
+    async def get_therapist_by_external_id(self, external_id: str) -> Therapist | None: ...
+
+    @abc.abstractmethod
+    async def provision_therapist(
+        self, external_id: str, username: str, display_name: str | None, password_hash: str
+    ) -> tuple[Therapist, bool]:
+        """The account with this external id, its username and display name set (it is created
+        with `password_hash` if there is none); and whether it was created. Raise
+        `AlreadyExists` when `username` belongs to another account."""
+
+    @abc.abstractmethod
+    async def create_password_link(
+        self, therapist_id: int, token_hash: str, now: dt.datetime, expires_at: dt.datetime
+    ) -> None:
+        """Store a one-time set-password link; the therapist's older links die."""
+
+    @abc.abstractmethod
+    async def redeem_password_link(
+        self, token_hash: str, now: dt.datetime, password_hash: str
+    ) -> Therapist | None:
+        """In one transaction: if the link exists and has not expired by `now`, delete it, set
+        the password and end every login session of the account; return the account. None (and
+        nothing changed) otherwise."""
+
+    @abc.abstractmethod
+    async def add_audit_entry(
+        self, at: dt.datetime, actor: str, action: str, target: str | None
+    ) -> AuditEntry: ...
+
+    @abc.abstractmethod
+    async def list_audit_entries(self, limit: int) -> list[AuditEntry]:
+        """The newest `limit` entries, newest first."""
+
+    @abc.abstractmethod
+    async def add_health_counts(self, day: dt.date, counts: dict[str, int]) -> None:
+        """Add `counts` to the day's counters (several nodes add to the same day)."""
+
+    @abc.abstractmethod
+    async def list_health_counts(self, since: dt.date) -> list[HealthCount]:
+        """Every counter of every day from `since` on, by day."""
+
+    @abc.abstractmethod
+    async def list_consent_records(self, appointment_id: int) -> list[ConsentRecord]:
+        """The consents given for the appointment (one per link the client used), oldest
+        first. `record_client_consent` writes them."""

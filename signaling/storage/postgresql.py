@@ -2,7 +2,7 @@
 
 The shape mirrors `sqlite.py`: one module per aggregate (`postgresql_therapists`,
 `postgresql_appointments`, `postgresql_statistics`, `postgresql_api_keys`,
-`postgresql_crisis_cards`), the migrations (`postgresql_migrations`) and the pool with the error
+`postgresql_crisis_cards`, `postgresql_accounts`, `postgresql_reports`), the migrations (`postgresql_migrations`) and the pool with the error
 mapping (`postgresql_database`). Unlike SQLite no worker thread is needed: psycopg's async
 connections wait on the event loop's own sockets, so a query never blocks the loop (and with it
 the media relay).
@@ -22,7 +22,10 @@ from signaling.storage.base import (
     ApiKey,
     Appointment,
     AppointmentState,
+    AuditEntry,
+    ConsentRecord,
     CrisisCard,
+    HealthCount,
     LoginSession,
     PurgeResult,
     SessionStatistic,
@@ -30,10 +33,12 @@ from signaling.storage.base import (
     Therapist,
     TherapistSettings,
 )
+from signaling.storage.postgresql_accounts import Accounts
 from signaling.storage.postgresql_api_keys import ApiKeys
 from signaling.storage.postgresql_appointments import Appointments
 from signaling.storage.postgresql_crisis_cards import CrisisCards, TherapistSettingsTable
 from signaling.storage.postgresql_database import Database
+from signaling.storage.postgresql_reports import Reports
 from signaling.storage.postgresql_statistics import Statistics
 from signaling.storage.postgresql_therapists import Therapists
 from signaling.storage.rows import check_changes
@@ -56,6 +61,8 @@ class PostgresqlStorage(Storage):
         self._statistics = Statistics(self._database)
         self._crisis_cards = CrisisCards(self._database)
         self._settings = TherapistSettingsTable(self._database)
+        self._accounts = Accounts(self._database)
+        self._reports = Reports(self._database)
         self._closed = False
 
     @classmethod
@@ -190,9 +197,13 @@ class PostgresqlStorage(Storage):
         terms_version: str,
         consent_at: dt.datetime,
     ) -> Appointment | None:
-        return await self._appointments.record_consent(
+        appointment = await self._appointments.record_consent(
             appointment_id, invite_token_hash, binding_hash, display_name, terms_version, consent_at
         )
+        if appointment is not None:
+            # the proof outlives the name (purged at the appointment's end)
+            await self._reports.add_consent_record(appointment_id, terms_version, consent_at)
+        return appointment
 
     async def latest_bound_valid_until(
         self, binding_hash: str, now: dt.datetime
@@ -254,5 +265,51 @@ class PostgresqlStorage(Storage):
     async def list_session_statistics(self, therapist_id: int) -> list[SessionStatistic]:
         return await self._statistics.of_therapist(therapist_id)
 
+    async def list_all_session_statistics(self) -> list[SessionStatistic]:
+        return await self._statistics.all_therapists()
+
     async def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
+        # the admin's records first: the statistics' purge VACUUMs after itself
+        await self._reports.purge(now, retention_days)
         return await self._statistics.purge(now, retention_days)
+
+    # administration
+
+    async def set_therapist_admin(self, username: str, admin: bool) -> None:
+        await self._accounts.set_admin(username, admin)
+
+    async def get_therapist_by_external_id(self, external_id: str) -> Therapist | None:
+        return await self._accounts.by_external_id(external_id)
+
+    async def provision_therapist(
+        self, external_id: str, username: str, display_name: str | None, password_hash: str
+    ) -> tuple[Therapist, bool]:
+        return await self._accounts.provision(external_id, username, display_name, password_hash)
+
+    async def create_password_link(
+        self, therapist_id: int, token_hash: str, now: dt.datetime, expires_at: dt.datetime
+    ) -> None:
+        await self._accounts.create_password_link(therapist_id, token_hash, now, expires_at)
+
+    async def redeem_password_link(
+        self, token_hash: str, now: dt.datetime, password_hash: str
+    ) -> Therapist | None:
+        return await self._accounts.redeem_password_link(token_hash, now, password_hash)
+
+    async def add_audit_entry(
+        self, at: dt.datetime, actor: str, action: str, target: str | None
+    ) -> AuditEntry:
+        return await self._reports.add_audit_entry(at, actor, action, target)
+
+    async def list_audit_entries(self, limit: int) -> list[AuditEntry]:
+        return await self._reports.audit_entries(limit)
+
+    async def add_health_counts(self, day: dt.date, counts: dict[str, int]) -> None:
+        if counts:
+            await self._reports.add_health_counts(day, dict(counts))
+
+    async def list_health_counts(self, since: dt.date) -> list[HealthCount]:
+        return await self._reports.health_counts(since)
+
+    async def list_consent_records(self, appointment_id: int) -> list[ConsentRecord]:
+        return await self._reports.consent_records(appointment_id)

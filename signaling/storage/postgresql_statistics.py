@@ -40,6 +40,12 @@ class Statistics:
         )
         return [statistic_from_row(row) for row in rows]
 
+    async def all_therapists(self) -> list[SessionStatistic]:
+        rows = await self._database.all(
+            'SELECT * FROM session_statistics ORDER BY session_date COLLATE "C", therapist_id, id'
+        )
+        return [statistic_from_row(row) for row in rows]
+
     async def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
         cutoff_date = (
             now.astimezone(dt.UTC).date() - dt.timedelta(days=retention_days)
@@ -68,5 +74,8 @@ class Statistics:
             ).rowcount
         if appointments or statistics:
             # outside the transaction: VACUUM cannot run inside one (autocommit connection)
-            await self._database.write("VACUUM appointments, crisis_cards, session_statistics")
+            await self._database.write(
+                "VACUUM appointments, crisis_cards, session_statistics, audit_log,"
+                " health_daily, consent_records, password_links"
+            )
         return PurgeResult(appointments_purged=appointments, statistics_deleted=statistics)

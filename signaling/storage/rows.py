@@ -16,6 +16,9 @@ from signaling.storage.base import (
     ApiKey,
     Appointment,
     AppointmentState,
+    AuditEntry,
+    ConsentRecord,
+    HealthCount,
     LoginSession,
     SessionStatistic,
     Therapist,
@@ -26,8 +29,11 @@ __all__ = [
     "api_key_from_row",
     "appointment_column_value",
     "appointment_from_row",
+    "audit_entry_from_row",
     "check_changes",
+    "consent_record_from_row",
     "format_time",
+    "health_count_from_row",
     "login_session_from_row",
     "now_text",
     "optional_time",
@@ -99,6 +105,9 @@ def therapist_from_row(row: Row) -> Therapist:
         password_hash=row["password_hash"],
         disabled=bool(row["disabled"]),
         created_at=parse_time(row["created_at"]),
+        is_admin=bool(row["is_admin"]),
+        external_id=row["external_id"],
+        display_name=row["display_name"],
     )
 
 
@@ -152,4 +161,29 @@ def appointment_from_row(row: Row) -> Appointment:
         ended_at=optional_time(row["ended_at"]),
         purged_at=optional_time(row["purged_at"]),
         created_at=parse_time(row["created_at"]),
+    )
+
+
+def audit_entry_from_row(row: Row) -> AuditEntry:
+    return AuditEntry(
+        id=row["id"],
+        at=parse_time(row["at"]),
+        actor=row["actor"],
+        action=row["action"],
+        target=row["target"],
+    )
+
+
+def health_count_from_row(row: Row) -> HealthCount:
+    return HealthCount(
+        day=dt.date.fromisoformat(row["day"]), counter=row["counter"], value=row["value"]
+    )
+
+
+def consent_record_from_row(row: Row) -> ConsentRecord:
+    return ConsentRecord(
+        id=row["id"],
+        appointment_id=row["appointment_id"],
+        terms_version=row["terms_version"],
+        consent_at=parse_time(row["consent_at"]),
     )

@@ -13,6 +13,8 @@ threads or the event loop:
 - `sqlite_statistics`: session statistics and the purge
 - `sqlite_api_keys`: the integration API's keys
 - `sqlite_crisis_cards`: appointments' crisis cards and therapists' settings
+- `sqlite_accounts`: the admin role, provisioning, one-time set-password links
+- `sqlite_reports`: the audit log, daily health counters, consent records
 - `sqlite_migrations`: the schema; `sqlite_database`: the connection, transactions, times, and
   sqlite3's errors mapped to the interface's (`StorageUnavailable`, `StorageFull`, ...)
 
@@ -36,7 +38,10 @@ from signaling.storage.base import (
     ApiKey,
     Appointment,
     AppointmentState,
+    AuditEntry,
+    ConsentRecord,
     CrisisCard,
+    HealthCount,
     LoginSession,
     PurgeResult,
     SessionStatistic,
@@ -46,10 +51,12 @@ from signaling.storage.base import (
     TherapistSettings,
 )
 from signaling.storage.rows import check_changes, format_time, parse_time
+from signaling.storage.sqlite_accounts import Accounts
 from signaling.storage.sqlite_api_keys import ApiKeys
 from signaling.storage.sqlite_appointments import Appointments
 from signaling.storage.sqlite_crisis_cards import CrisisCards, TherapistSettingsTable
 from signaling.storage.sqlite_database import Database, storage_failure
+from signaling.storage.sqlite_reports import Reports
 from signaling.storage.sqlite_statistics import Statistics
 from signaling.storage.sqlite_therapists import Therapists
 
@@ -71,6 +78,8 @@ class SqliteStorage(Storage):
         self._statistics = Statistics(self._database)
         self._crisis_cards = CrisisCards(self._database)
         self._settings = TherapistSettingsTable(self._database)
+        self._accounts = Accounts(self._database)
+        self._reports = Reports(self._database)
         self._closed = False
 
     @classmethod
@@ -217,7 +226,7 @@ class SqliteStorage(Storage):
         consent_at: dt.datetime,
     ) -> Appointment | None:
         return await self._run(
-            self._appointments.record_consent,
+            self._record_consent,
             appointment_id,
             invite_token_hash,
             binding_hash,
@@ -225,6 +234,23 @@ class SqliteStorage(Storage):
             terms_version,
             consent_at,
         )
+
+    def _record_consent(
+        self,
+        appointment_id: int,
+        invite_token_hash: str,
+        binding_hash: str,
+        display_name: str | None,
+        terms_version: str,
+        consent_at: dt.datetime,
+    ) -> Appointment | None:
+        appointment = self._appointments.record_consent(
+            appointment_id, invite_token_hash, binding_hash, display_name, terms_version, consent_at
+        )
+        if appointment is not None:
+            # the proof outlives the name (purged at the appointment's end)
+            self._reports.add_consent_record(appointment_id, terms_version, consent_at)
+        return appointment
 
     async def latest_bound_valid_until(
         self, binding_hash: str, now: dt.datetime
@@ -290,15 +316,65 @@ class SqliteStorage(Storage):
     async def list_session_statistics(self, therapist_id: int) -> list[SessionStatistic]:
         return await self._run(self._statistics.of_therapist, therapist_id)
 
+    async def list_all_session_statistics(self) -> list[SessionStatistic]:
+        return await self._run(self._statistics.all_therapists)
+
     async def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
         return await self._run(self._purge, now, retention_days)
 
     def _purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
         # The cards first: should the second step fail, they are gone and the rest is cleared
         # on the next run; the other order could leave a card of a purged appointment. The
-        # statistics' purge then folds the write-ahead log back, with the cards' pages in it.
+        # admin's records go before the statistics, whose purge then folds the write-ahead log
+        # back, with the cards' and records' pages in it.
         self._crisis_cards.purge(now)
+        self._reports.purge(now, retention_days)
         return self._statistics.purge(now, retention_days)
+
+    # administration
+
+    async def set_therapist_admin(self, username: str, admin: bool) -> None:
+        await self._run(self._accounts.set_admin, username, admin)
+
+    async def get_therapist_by_external_id(self, external_id: str) -> Therapist | None:
+        return await self._run(self._accounts.by_external_id, external_id)
+
+    async def provision_therapist(
+        self, external_id: str, username: str, display_name: str | None, password_hash: str
+    ) -> tuple[Therapist, bool]:
+        return await self._run(
+            self._accounts.provision, external_id, username, display_name, password_hash
+        )
+
+    async def create_password_link(
+        self, therapist_id: int, token_hash: str, now: dt.datetime, expires_at: dt.datetime
+    ) -> None:
+        await self._run(
+            self._accounts.create_password_link, therapist_id, token_hash, now, expires_at
+        )
+
+    async def redeem_password_link(
+        self, token_hash: str, now: dt.datetime, password_hash: str
+    ) -> Therapist | None:
+        return await self._run(self._accounts.redeem_password_link, token_hash, now, password_hash)
+
+    async def add_audit_entry(
+        self, at: dt.datetime, actor: str, action: str, target: str | None
+    ) -> AuditEntry:
+        return await self._run(self._reports.add_audit_entry, at, actor, action, target)
+
+    async def list_audit_entries(self, limit: int) -> list[AuditEntry]:
+        return await self._run(self._reports.audit_entries, limit)
+
+    async def add_health_counts(self, day: dt.date, counts: dict[str, int]) -> None:
+        if counts:
+            await self._run(self._reports.add_health_counts, day, dict(counts))
+
+    async def list_health_counts(self, since: dt.date) -> list[HealthCount]:
+        return await self._run(self._reports.health_counts, since)
+
+    async def list_consent_records(self, appointment_id: int) -> list[ConsentRecord]:
+        return await self._run(self._reports.consent_records, appointment_id)
 
 
 def _mapping_errors(function: Callable[..., T], *args: Any) -> T:

@@ -38,6 +38,12 @@ class Statistics:
         )
         return [statistic_from_row(row) for row in rows]
 
+    def all_therapists(self) -> list[SessionStatistic]:
+        rows = self._database.all(
+            "SELECT * FROM session_statistics ORDER BY session_date, therapist_id, id"
+        )
+        return [statistic_from_row(row) for row in rows]
+
     def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
         cutoff_date = (
             now.astimezone(dt.UTC).date() - dt.timedelta(days=retention_days)
