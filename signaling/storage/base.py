@@ -20,6 +20,7 @@ __all__ = [
     "ConsentRecord",
     "CrisisCard",
     "HealthCount",
+    "InvitationReminder",
     "LoginSession",
     "NotFound",
     "PurgeResult",
@@ -31,6 +32,7 @@ __all__ = [
     "StorageUnavailable",
     "Therapist",
     "TherapistSettings",
+    "TotpEnrolment",
 ]
 
 
@@ -100,6 +102,32 @@ class TherapistSettings:
     # A sound, a desktop notification and a count in the dashboard's title when a client
     # enters the waiting room.
     arrival_alert: bool = True
+
+
+@dataclass(frozen=True)
+class TotpEnrolment:
+    """A therapist's authenticator app (two-factor sign-in). Until `confirmed_at` it is only an
+    enrolment in progress and sign-in does not ask for it."""
+
+    therapist_id: int
+    # encrypted; see signaling/totp.py
+    secret_sealed: str
+    confirmed_at: dt.datetime | None
+    # the 30-second step of the last accepted code; only later steps are accepted
+    last_used_step: int | None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+
+@dataclass(frozen=True)
+class InvitationReminder:
+    """A reminder e-mail still to be sent. The address is personal data: kept only until then."""
+
+    appointment_id: int
+    email: str
+    remind_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -406,6 +434,56 @@ class Storage(abc.ABC):
     async def live_login_sessions(self, session_ids: set[int], now: dt.datetime) -> set[int]:
         """Those of `session_ids` that still exist, have not expired by `now`, and belong to an
         account that is not disabled."""
+
+    # two-factor sign-in (issue #13)
+
+    @abc.abstractmethod
+    async def get_totp(self, therapist_id: int) -> TotpEnrolment | None: ...
+
+    @abc.abstractmethod
+    async def begin_totp(self, therapist_id: int, secret_sealed: str) -> None:
+        """Store a new, unconfirmed secret (replacing an unconfirmed one). Raise `AlreadyExists`
+        when a confirmed one exists, `NotFound` for an unknown therapist."""
+
+    @abc.abstractmethod
+    async def confirm_totp(
+        self, therapist_id: int, step: int, recovery_code_hashes: list[str], now: dt.datetime
+    ) -> bool:
+        """In one transaction: confirm the enrolment with the code of `step` (now its last used
+        step) and replace the recovery codes. False (nothing changed) if not unconfirmed."""
+
+    @abc.abstractmethod
+    async def use_totp_step(self, therapist_id: int, step: int) -> bool:
+        """Record `step` as used if it is later than the last used one; False if it is not (a
+        reused code), atomically, so two requests with one code cannot both pass."""
+
+    @abc.abstractmethod
+    async def replace_recovery_codes(self, therapist_id: int, code_hashes: list[str]) -> None: ...
+
+    @abc.abstractmethod
+    async def use_recovery_code(self, therapist_id: int, code_hash: str, now: dt.datetime) -> bool:
+        """Mark the unused code with this hash used; False if there is none."""
+
+    @abc.abstractmethod
+    async def recovery_codes_left(self, therapist_id: int) -> int: ...
+
+    @abc.abstractmethod
+    async def delete_totp(self, therapist_id: int) -> bool:
+        """Remove the authenticator and the recovery codes; whether there was one."""
+
+    # invitation reminders (issue #13)
+
+    @abc.abstractmethod
+    async def add_invitation_reminder(
+        self, appointment_id: int, email: str, remind_at: dt.datetime
+    ) -> None:
+        """Keep the address until the reminder is sent (replaces an earlier one)."""
+
+    @abc.abstractmethod
+    async def due_invitation_reminders(self, now: dt.datetime) -> list[InvitationReminder]: ...
+
+    @abc.abstractmethod
+    async def delete_invitation_reminder(self, appointment_id: int) -> bool: ...
 
     # statistics and purge
 

@@ -26,12 +26,14 @@ from signaling.storage.base import (
     ConsentRecord,
     CrisisCard,
     HealthCount,
+    InvitationReminder,
     LoginSession,
     PurgeResult,
     SessionStatistic,
     Storage,
     Therapist,
     TherapistSettings,
+    TotpEnrolment,
 )
 from signaling.storage.postgresql_accounts import Accounts
 from signaling.storage.postgresql_api_keys import ApiKeys
@@ -39,6 +41,7 @@ from signaling.storage.postgresql_appointments import Appointments
 from signaling.storage.postgresql_crisis_cards import CrisisCards, TherapistSettingsTable
 from signaling.storage.postgresql_database import Database
 from signaling.storage.postgresql_reports import Reports
+from signaling.storage.postgresql_second_factor import InvitationReminders, SecondFactors
 from signaling.storage.postgresql_statistics import Statistics
 from signaling.storage.postgresql_therapists import Therapists
 from signaling.storage.rows import check_changes
@@ -61,6 +64,8 @@ class PostgresqlStorage(Storage):
         self._statistics = Statistics(self._database)
         self._crisis_cards = CrisisCards(self._database)
         self._settings = TherapistSettingsTable(self._database)
+        self._second_factors = SecondFactors(self._database)
+        self._reminders = InvitationReminders(self._database)
         self._accounts = Accounts(self._database)
         self._reports = Reports(self._database)
         self._closed = False
@@ -255,6 +260,47 @@ class PostgresqlStorage(Storage):
     async def live_login_sessions(self, session_ids: set[int], now: dt.datetime) -> set[int]:
         return await self._therapists.live_sessions(set(session_ids), now)
 
+    # two-factor sign-in
+
+    async def get_totp(self, therapist_id: int) -> TotpEnrolment | None:
+        return await self._second_factors.get(therapist_id)
+
+    async def begin_totp(self, therapist_id: int, secret_sealed: str) -> None:
+        await self._second_factors.begin(therapist_id, secret_sealed)
+
+    async def confirm_totp(
+        self, therapist_id: int, step: int, recovery_code_hashes: list[str], now: dt.datetime
+    ) -> bool:
+        return await self._second_factors.confirm(therapist_id, step, recovery_code_hashes, now)
+
+    async def use_totp_step(self, therapist_id: int, step: int) -> bool:
+        return await self._second_factors.use_step(therapist_id, step)
+
+    async def replace_recovery_codes(self, therapist_id: int, code_hashes: list[str]) -> None:
+        await self._second_factors.replace_codes(therapist_id, code_hashes)
+
+    async def use_recovery_code(self, therapist_id: int, code_hash: str, now: dt.datetime) -> bool:
+        return await self._second_factors.use_code(therapist_id, code_hash, now)
+
+    async def recovery_codes_left(self, therapist_id: int) -> int:
+        return await self._second_factors.codes_left(therapist_id)
+
+    async def delete_totp(self, therapist_id: int) -> bool:
+        return await self._second_factors.delete(therapist_id)
+
+    # invitation reminders
+
+    async def add_invitation_reminder(
+        self, appointment_id: int, email: str, remind_at: dt.datetime
+    ) -> None:
+        await self._reminders.add(appointment_id, email, remind_at)
+
+    async def due_invitation_reminders(self, now: dt.datetime) -> list[InvitationReminder]:
+        return await self._reminders.due(now)
+
+    async def delete_invitation_reminder(self, appointment_id: int) -> bool:
+        return await self._reminders.delete(appointment_id)
+
     # statistics and purge
 
     async def record_session_statistic(
@@ -271,6 +317,8 @@ class PostgresqlStorage(Storage):
     async def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
         # the admin's records first: the statistics' purge VACUUMs after itself
         await self._reports.purge(now, retention_days)
+        # the addresses kept for reminders go with the name they would have reached
+        await self._reminders.purge(now)
         return await self._statistics.purge(now, retention_days)
 
     # administration

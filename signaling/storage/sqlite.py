@@ -42,6 +42,7 @@ from signaling.storage.base import (
     ConsentRecord,
     CrisisCard,
     HealthCount,
+    InvitationReminder,
     LoginSession,
     PurgeResult,
     SessionStatistic,
@@ -49,6 +50,7 @@ from signaling.storage.base import (
     StorageUnavailable,
     Therapist,
     TherapistSettings,
+    TotpEnrolment,
 )
 from signaling.storage.rows import check_changes, format_time, parse_time
 from signaling.storage.sqlite_accounts import Accounts
@@ -57,6 +59,7 @@ from signaling.storage.sqlite_appointments import Appointments
 from signaling.storage.sqlite_crisis_cards import CrisisCards, TherapistSettingsTable
 from signaling.storage.sqlite_database import Database, storage_failure
 from signaling.storage.sqlite_reports import Reports
+from signaling.storage.sqlite_second_factor import InvitationReminders, SecondFactors
 from signaling.storage.sqlite_statistics import Statistics
 from signaling.storage.sqlite_therapists import Therapists
 
@@ -78,6 +81,8 @@ class SqliteStorage(Storage):
         self._statistics = Statistics(self._database)
         self._crisis_cards = CrisisCards(self._database)
         self._settings = TherapistSettingsTable(self._database)
+        self._second_factors = SecondFactors(self._database)
+        self._reminders = InvitationReminders(self._database)
         self._accounts = Accounts(self._database)
         self._reports = Reports(self._database)
         self._closed = False
@@ -304,6 +309,49 @@ class SqliteStorage(Storage):
             return set()
         return await self._run(self._therapists.live_sessions, set(session_ids), now)
 
+    # two-factor sign-in
+
+    async def get_totp(self, therapist_id: int) -> TotpEnrolment | None:
+        return await self._run(self._second_factors.get, therapist_id)
+
+    async def begin_totp(self, therapist_id: int, secret_sealed: str) -> None:
+        await self._run(self._second_factors.begin, therapist_id, secret_sealed)
+
+    async def confirm_totp(
+        self, therapist_id: int, step: int, recovery_code_hashes: list[str], now: dt.datetime
+    ) -> bool:
+        return await self._run(
+            self._second_factors.confirm, therapist_id, step, recovery_code_hashes, now
+        )
+
+    async def use_totp_step(self, therapist_id: int, step: int) -> bool:
+        return await self._run(self._second_factors.use_step, therapist_id, step)
+
+    async def replace_recovery_codes(self, therapist_id: int, code_hashes: list[str]) -> None:
+        await self._run(self._second_factors.replace_codes, therapist_id, code_hashes)
+
+    async def use_recovery_code(self, therapist_id: int, code_hash: str, now: dt.datetime) -> bool:
+        return await self._run(self._second_factors.use_code, therapist_id, code_hash, now)
+
+    async def recovery_codes_left(self, therapist_id: int) -> int:
+        return await self._run(self._second_factors.codes_left, therapist_id)
+
+    async def delete_totp(self, therapist_id: int) -> bool:
+        return await self._run(self._second_factors.delete, therapist_id)
+
+    # invitation reminders
+
+    async def add_invitation_reminder(
+        self, appointment_id: int, email: str, remind_at: dt.datetime
+    ) -> None:
+        await self._run(self._reminders.add, appointment_id, email, remind_at)
+
+    async def due_invitation_reminders(self, now: dt.datetime) -> list[InvitationReminder]:
+        return await self._run(self._reminders.due, now)
+
+    async def delete_invitation_reminder(self, appointment_id: int) -> bool:
+        return await self._run(self._reminders.delete, appointment_id)
+
     # statistics and purge
 
     async def record_session_statistic(
@@ -327,6 +375,7 @@ class SqliteStorage(Storage):
         # on the next run; the other order could leave a card of a purged appointment. The
         # admin's records go before the statistics, whose purge then folds the write-ahead log
         # back, with the cards' and records' pages in it.
+        self._reminders.purge(now)
         self._crisis_cards.purge(now)
         self._reports.purge(now, retention_days)
         return self._statistics.purge(now, retention_days)
