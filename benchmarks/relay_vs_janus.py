@@ -46,6 +46,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import socket
 import statistics
 import struct
@@ -81,6 +82,7 @@ from sfu.rtp import HANDSHAKE, SRTP, demux, header_length
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 CLONE_NEWNET = 0x40000000
 JANUS_HTTP_PORT = 8088  # inside the benchmark's own namespace: nothing else can hold it
 DRAIN_SECONDS = 0.5
@@ -372,6 +374,7 @@ class Window:
     peers: int  # still connected at the start of the window
     nacked: int = 0  # browser traffic: video packets treated as lost and NACKed
     recovered: int = 0  # of those, retransmitted and arrived
+    unstamped: int = 0  # arrivals without a kernel timestamp: should be 0
 
 
 class KernelStampedReceiver:
@@ -388,6 +391,7 @@ class KernelStampedReceiver:
         self.injected_loss = injected_loss
         self.nacked: set[int] = set()
         self.recovered = 0
+        self.unstamped = 0  # arrivals without a kernel timestamp (stamped on reading)
         self.rng = random.Random(step)
 
     def on_datagrams(self, peer: Peer) -> None:
@@ -435,7 +439,10 @@ class KernelStampedReceiver:
                     if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                         seconds, nanoseconds = struct.unpack_from("qq", value)
                         stamp = seconds * 1_000_000_000 + nanoseconds
-                arrived[number] = stamp or time.time_ns()
+                if not stamp:
+                    self.unstamped += 1
+                    stamp = time.time_ns()
+                arrived[number] = stamp
             elif what == HANDSHAKE:
                 peer.protocol.datagram_received(data, addr)  # consent checks, DTLS alerts
 
@@ -540,6 +547,7 @@ async def run_window(
         peers=len(peers),
         nacked=len([n for n in receiver.nacked if lo <= n < hi]),
         recovered=receiver.recovered,
+        unstamped=receiver.unstamped,
     )
 
 
@@ -608,7 +616,8 @@ async def measure_rate(
                 f"  x{multiplier:.2f} {server.name:>5}: {window.received_pps:,.0f} pkt/s, "
                 f"{window.us_per_packet:.1f} us/pkt, p99 {window.p99_ms:.2f} ms, "
                 f"loss {window.loss:.3%}, gen CPU {window.generator_cpu_fraction:.0%}, "
-                f"CPU 0 busy {window.server_core_busy:.0%}, {window.peers} peers"
+                f"CPU 0 busy {window.server_core_busy:.0%}, {window.peers} peers, "
+                f"{window.unstamped} unstamped"
                 + (f", NACKed {window.nacked}, resent {window.recovered}" if window.nacked else ""),
                 file=sys.stderr,
             )
@@ -671,6 +680,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"({profiles[server.name]})",
                 file=sys.stderr,
             )
+        for server_peers in peers:
+            for peer in server_peers:
+                # the kernel's receive time, so the generator's own scheduling is not in the
+                # delay; a buffer deep enough that a starved generator loses nothing itself
+                peer.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                with contextlib.suppress(OSError):  # SO_RCVBUFFORCE: root may exceed rmem_max
+                    peer.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
         pairs = list(zip(servers, peers, strict=True))
         step = 0
         if args.find_max:
@@ -743,6 +759,8 @@ def main() -> None:
         args.repeats = args.repeats_find_max
     if os.geteuid() != 0:
         raise SystemExit("needs root: it creates a network namespace and a veth pair")
+    # SIGTERM ends the run like Ctrl-C, so the namespace and Janus are still removed
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     os.sched_setaffinity(0, {GENERATOR_CPU})
     os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     started = time.monotonic()
