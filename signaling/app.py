@@ -119,7 +119,7 @@ def create_app(
     metrics.watch_live(lambda: live_state(app))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    TherapistApi(config, storage).register(app.router)
+    TherapistApi(config, storage, session_secret=app[SESSION_SECRET]).register(app.router)
     IntegrationApi(config, storage).register(app.router)
     ClientApi(config, storage).register(app.router)
     app[SIGNALING] = SignalingEndpoint(

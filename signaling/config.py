@@ -23,13 +23,16 @@ import yaml
 
 __all__ = [
     "AppointmentsConfig",
+    "AuthConfig",
     "Config",
     "ConfigError",
     "IceServer",
     "LimitsConfig",
     "LoggingConfig",
+    "MailConfig",
     "MediaConfig",
     "MetricsConfig",
+    "OidcConfig",
     "PrivacyConfig",
     "ServerConfig",
     "StorageConfig",
@@ -334,6 +337,72 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """How therapists sign in (issue #13)."""
+
+    # Every therapist must use an authenticator app: one without is led to set it up right
+    # after the password, before any session exists.
+    require_totp: bool = _setting(False, _bool)
+
+
+def _claim_name(value: Any) -> str:
+    text = _non_empty_str(value)
+    if len(text) > 64 or not all(c.isascii() and (c.isalnum() or c in "_-.:") for c in text):
+        raise _Invalid(f"must be a claim name (a-z A-Z 0-9 _ - . :), got {text!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class OidcConfig:
+    """Single sign-on through the portal's OpenID Connect provider; off while `issuer` is null."""
+
+    # The provider's issuer URL; its /.well-known/openid-configuration is read at first use.
+    issuer: str | None = _setting(None, _optional(_http_url))
+    client_id: str | None = _setting(None, _optional(_non_empty_str))
+    # A secret: may come from the environment instead of the file.
+    client_secret: str | None = _setting(
+        None, _optional(_non_empty_str), env="SPRECHZIMMER_OIDC_CLIENT_SECRET"
+    )
+    # The ID token's claim that holds the portal's account id, matched to a therapist's
+    # external id (set by provisioning, PUT /api/v1/therapists/{external_id}).
+    claim: str = _setting("sub", _claim_name)
+
+    @property
+    def enabled(self) -> bool:
+        return self.issuer is not None
+
+
+def _mail_address(value: Any) -> str:
+    text = _non_empty_str(value)
+    local, at, domain = text.rpartition("@")
+    if not at or not local or "." not in domain or any(c in text for c in " <>\r\n,;"):
+        raise _Invalid(f"must be an e-mail address, got {text!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    """E-mail invitations through the operator's SMTP server (issue #13); off by default."""
+
+    enabled: bool = _setting(False, _bool)
+    host: str = _setting("localhost", _non_empty_str)
+    port: int = _setting(587, _int(1, 65535))
+    # "starttls" (submission, port 587), "tls" (implicit TLS, port 465) or "none" (a relay on
+    # this machine only).
+    security: str = _setting("starttls", _choice("starttls", "tls", "none"))
+    username: str | None = _setting(None, _optional(_non_empty_str))
+    password: str | None = _setting(
+        None, _optional(_non_empty_str), env="SPRECHZIMMER_SMTP_PASSWORD"
+    )
+    # The From: address; required when enabled.
+    sender: str | None = _setting(None, _optional(_mail_address))
+    # Minutes before the start to send a reminder to the same address (0: no reminder). The
+    # address is kept until then, and no longer.
+    reminder_minutes_before: int = _setting(0, _int(0, 7 * 24 * 60))
+    timeout_seconds: int = _setting(30, _int(1, 300))
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     listen: str = _setting("127.0.0.1:9464", _host_port)
 
@@ -364,6 +433,9 @@ class Config:
     appointments: AppointmentsConfig = field(default_factory=AppointmentsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    oidc: OidcConfig = field(default_factory=OidcConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: str = ""
@@ -376,6 +448,9 @@ SECTIONS: dict[str, type] = {
     "appointments": AppointmentsConfig,
     "privacy": PrivacyConfig,
     "limits": LimitsConfig,
+    "auth": AuthConfig,
+    "oidc": OidcConfig,
+    "mail": MailConfig,
     "metrics": MetricsConfig,
     "logging": LoggingConfig,
 }
@@ -467,4 +542,15 @@ def _check_across_keys(name: str, config: Config) -> None:
         raise ConfigError(
             f"{name}: media.udp_port_min: must not exceed media.udp_port_max "
             f"({media.udp_port_max}), got {media.udp_port_min}"
+        )
+    oidc = config.oidc
+    if oidc.enabled and (oidc.client_id is None or oidc.client_secret is None):
+        missing = "oidc.client_id" if oidc.client_id is None else "oidc.client_secret"
+        raise ConfigError(f"{name}: {missing}: is required when oidc.issuer is set")
+    if config.mail.enabled and config.mail.sender is None:
+        raise ConfigError(f"{name}: mail.sender: is required when mail.enabled is true")
+    if (config.mail.username is None) != (config.mail.password is None):
+        raise ConfigError(
+            f"{name}: mail.username: must be set together with mail.password "
+            "(or SPRECHZIMMER_SMTP_PASSWORD)"
         )

@@ -30,6 +30,7 @@ __all__ = [
     "current_session",
     "end_all_sessions",
     "set_cookie",
+    "signed_in_response",
     "start_session",
 ]
 
@@ -63,6 +64,19 @@ async def start_session(storage: Storage, therapist: Therapist) -> tuple[str, Lo
         hash_token(token), therapist.id, new_token(), now, now + IDLE_TIMEOUT
     )
     return token, session
+
+
+async def signed_in_response(
+    storage: Storage, config: Config, therapist: Therapist, extra: dict[str, object] | None = None
+) -> web.Response:
+    """A new session for `therapist`: the JSON the page needs (username, CSRF token, and
+    `extra`) and the session cookie. Every way of signing in ends here."""
+    token, session = await start_session(storage, therapist)
+    response = web.json_response(
+        {"username": therapist.username, "csrf_token": session.csrf_token, **(extra or {})}
+    )
+    set_cookie(response, config, token)
+    return response
 
 
 async def current_session(request: web.Request, storage: Storage) -> SignedIn | None:

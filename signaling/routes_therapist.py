@@ -26,7 +26,12 @@ from signaling.appointments import (
 )
 from signaling.client_address import client_address
 from signaling.config import Config
-from signaling.credentials import hash_password, new_token, verify_password
+from signaling.credentials import (
+    hash_password,
+    load_or_create_session_secret,
+    new_token,
+    verify_password,
+)
 from signaling.csrf import STATE_CHANGING_METHODS, check_csrf_token, check_origin, origin_of
 from signaling.http_errors import ApiError, read_json
 from signaling.login_sessions import (
@@ -34,12 +39,12 @@ from signaling.login_sessions import (
     clear_cookie,
     current_session,
     end_all_sessions,
-    set_cookie,
-    start_session,
+    signed_in_response,
 )
 from signaling.login_throttle import Attempt, LoginThrottle, OneCheckAtATime
 from signaling.logs import LOGGER_NAME, log_event, render_ip
 from signaling.relay_setup import end_live_session, sign_out_live
+from signaling.routes_second_factor import SecondFactorApi
 from signaling.storage import Appointment, AppointmentState, Storage, TherapistSettings
 
 __all__ = ["PREFIX", "TherapistApi"]
@@ -52,9 +57,16 @@ Handler = Callable[[web.Request, SignedIn], Awaitable[web.StreamResponse]]
 
 
 class TherapistApi:
-    def __init__(self, config: Config, storage: Storage) -> None:
+    def __init__(self, config: Config, storage: Storage, session_secret: str = "") -> None:
         self._config = config
         self._storage = storage
+        # Without a secret (tests that build the app directly) the data directory's file is
+        # used, as `serve` does.
+        self._second_factor = SecondFactorApi(
+            config,
+            storage,
+            session_secret or load_or_create_session_secret(config.storage.data_dir),
+        )
         self._origin = origin_of(config.server.public_url)
         # Each argon2 check takes 64 MiB for a moment; a burst of logins must not add that up
         # without bound on a server that also carries live calls. Two at a time stay quick.
@@ -72,6 +84,7 @@ class TherapistApi:
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_post(f"{PREFIX}/login", self.login)
         router.add_post(f"{PREFIX}/logout", self._signed_in(self.logout))
+        self._second_factor.register(router, PREFIX, self._signed_in)
         router.add_get(f"{PREFIX}/me", self._signed_in(self.me))
         router.add_get(f"{PREFIX}/settings", self._signed_in(self.settings))
         router.add_put(f"{PREFIX}/settings", self._signed_in(self.change_settings))
@@ -124,13 +137,13 @@ class TherapistApi:
             raise ApiError(403, "account_disabled", "This account is disabled")
 
         self._throttle.succeeded(attempt)
-        token, session = await start_session(self._storage, therapist)
+        # A therapist with an authenticator app (or who must set one up) gets a ticket for the
+        # second step instead of a session.
+        second_step = await self._second_factor.after_password(therapist)
+        if second_step is not None:
+            return second_step
         log_event(logger, "login", therapist_id=therapist.id, ip=ip)
-        response = web.json_response(
-            {"username": therapist.username, "csrf_token": session.csrf_token}
-        )
-        set_cookie(response, self._config, token)
-        return response
+        return await signed_in_response(self._storage, self._config, therapist)
 
     async def logout(self, request: web.Request, signed_in: SignedIn) -> web.Response:
         # Every session and every open socket of the therapist: a socket must not outlive the
