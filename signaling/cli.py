@@ -16,6 +16,7 @@ import getpass
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from signaling.config import Config, ConfigError, load_config
 from signaling.credentials import (
@@ -27,6 +28,17 @@ from signaling.credentials import (
 )
 from signaling.package_files import default_config_path
 from signaling.storage import AlreadyExists, NotFound, Storage, StorageFailure, open_storage
+from signaling.workers import (
+    WorkerError,
+    check_workers,
+    node_id,
+    run_workers,
+    worker_config,
+    worker_count,
+)
+
+if TYPE_CHECKING:
+    from signaling.cluster import Cluster
 
 __all__ = ["main"]
 
@@ -58,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             return _check_config(args)
         config = load_config(args.config)
+        if args.command == "serve" and args.worker_index is None:
+            count = worker_count(args.workers)
+            check_workers(config, count)
+            if count > 1:
+                return _supervise(config, args, count)
         return asyncio.run(args.run(config, args)) or 0
     except ConfigError as exc:
         print(exc, file=sys.stderr)
@@ -65,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.status
+    except WorkerError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except StorageFailure as exc:
         # the operator's own terminal: the backend's full text helps ("database is locked")
         print(f"{PROG}: database: {exc}", file=sys.stderr)
@@ -100,7 +120,30 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    command(commands, "serve", "Run the web server until interrupted.", _serve)
+    serve = command(commands, "serve", "Run the web server until interrupted.", _serve)
+    serve.add_argument(
+        "--workers",
+        default="1",
+        metavar="N",
+        help="nodes on this machine sharing the HTTP port, each with a slice of the UDP range; "
+        "'auto' = one per core; more than 1 needs cluster.redis_url (default: 1)",
+    )
+    # set by the supervisor of --workers for each worker it starts
+    serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-count", type=int, default=1, help=argparse.SUPPRESS)
+    drain = command(
+        commands,
+        "drain",
+        "Tell running nodes (through Redis) to take no new rooms, let their calls end, then exit.",
+        _drain,
+    )
+    drain.add_argument(
+        "nodes",
+        nargs="*",
+        metavar="NODE",
+        help="node ids (default: every node of this machine, i.e. whose id is the hostname or "
+        "starts with '<hostname>-')",
+    )
     check = command(commands, "check-config", "Validate a configuration file and exit.")
     check.add_argument("path", nargs="?", metavar="PATH", help="file to check (default: --config)")
     command(
@@ -159,7 +202,83 @@ async def _serve(config: Config, args: argparse.Namespace) -> None:
     from signaling.logs import configure_logging
 
     configure_logging(config.logging, log_ip=config.privacy.log_ip)
-    await serve(config)
+    index = args.worker_index
+    if index is not None:
+        config = worker_config(config, index, args.worker_count)
+    await serve(config, node=node_id(config, index), reuse_port=index is not None)
+
+
+def _supervise(config: Config, args: argparse.Namespace, count: int) -> int:
+    from signaling.logs import configure_logging
+
+    configure_logging(config.logging, log_ip=config.privacy.log_ip)
+
+    async def prepare() -> None:
+        # once, before the workers race for them: migrations and the session secret
+        async with _storage(config):
+            pass
+        if not config.server.session_secret:
+            load_or_create_session_secret(config.storage.data_dir)
+
+    asyncio.run(prepare())
+    return run_workers(args.config, count)
+
+
+# How long `drain` waits for each node to say, in its registry entry, that it is draining.
+DRAIN_ACK_SECONDS = 10.0
+
+
+async def _drain(config: Config, args: argparse.Namespace) -> int:
+    if not config.cluster.enabled:
+        raise CommandError(
+            "drain needs cluster.redis_url (or SPRECHZIMMER_REDIS_URL); a node alone drains on "
+            "SIGTERM (systemctl stop), telling participants",
+            EXIT_USAGE,
+        )
+    from signaling.cluster import DRAIN_MESSAGE, Cluster, RedisUnavailable
+
+    cluster = Cluster(config, node_id(config, None), load=lambda: 0)
+    try:
+        wanted, pending = await _ask_to_drain(cluster, args.nodes, DRAIN_MESSAGE)
+    except RedisUnavailable as exc:
+        raise CommandError(f"Redis at {config.cluster.location}: {exc}") from None
+    finally:
+        await cluster.link.close()
+    for node in sorted(wanted - pending):
+        print(f"{node}: draining")
+    if pending:
+        raise CommandError(f"no answer from {', '.join(sorted(pending))}")
+    return 0
+
+
+async def _ask_to_drain(
+    cluster: Cluster, names: list[str], message: str
+) -> tuple[set[str], set[str]]:
+    """Publish the drain message to each node; the nodes asked, and those that did not say
+    they are draining (or exit) within DRAIN_ACK_SECONDS."""
+    live = {node.node_id for node in await cluster.nodes()}
+    wanted = set(names) if names else _local_nodes(live, cluster.node_id)
+    unknown = sorted(wanted - live)
+    if unknown:
+        raise CommandError(f"no live node named {', '.join(unknown)}")
+    if not wanted:
+        raise CommandError("no live node of this machine; name the nodes to drain")
+    for node in sorted(wanted):
+        await cluster.publish(node, {"type": message})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_ACK_SECONDS
+    pending = set(wanted)
+    while pending and loop.time() < deadline:
+        nodes = {node.node_id: node for node in await cluster.nodes()}
+        # a node that has already exited (its entry removed) has drained too
+        pending = {name for name in pending if name in nodes and not nodes[name].draining}
+        if pending:
+            await asyncio.sleep(0.2)
+    return wanted, pending
+
+
+def _local_nodes(live: set[str], base: str) -> set[str]:
+    return {node for node in live if node == base or node.startswith(f"{base}-")}
 
 
 async def _bootstrap(config: Config, args: argparse.Namespace) -> None:

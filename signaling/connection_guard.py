@@ -225,11 +225,14 @@ class GuardedSite(web.BaseSite):
         port: int,
         guard: ConnectionGuard,
         ssl_context: Any = None,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(runner, ssl_context=ssl_context)
         self._host = host
         self._port = port
         self._guard = guard
+        # `serve --workers`: every worker binds the port, the kernel spreads connections
+        self._reuse_port = reuse_port
 
     @property
     def name(self) -> str:
@@ -247,6 +250,7 @@ class GuardedSite(web.BaseSite):
             self._port,
             ssl=self._ssl_context,
             backlog=self._backlog,
+            reuse_port=self._reuse_port or None,
             # the TLS handshake is part of getting a request in: same deadline
             ssl_handshake_timeout=self._guard.header_timeout if self._ssl_context else None,
         )

@@ -5,8 +5,11 @@ An attempt is counted when it arrives, before its password is checked: counting 
 let a burst of parallel guesses all pass the check while none had failed yet. A correct password
 takes its own attempt back, so only failures (and attempts still being checked) count.
 
-Pure logic with an injectable clock, so it is testable without a network. State is in memory:
-a restart forgets it, which costs an attacker at most one extra window of guesses.
+`LoginThrottle` is the pure logic with an injectable clock, testable without a network; its state
+is in memory, and a restart forgets it, which costs an attacker at most one extra window of
+guesses. The login route talks to a `LoginAttempts`: `LocalLoginAttempts` around a `LoginThrottle`
+for a node alone, or, in a cluster, `signaling.cluster.login_attempts.RedisLoginAttempts`, which
+keeps the same counts in Redis so that attempts spread over nodes count together.
 """
 
 from __future__ import annotations
@@ -18,8 +21,18 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["Attempt", "LoginThrottle", "OneCheckAtATime"]
+from signaling.config import LimitsConfig
+
+__all__ = [
+    "Attempt",
+    "LocalLoginAttempts",
+    "LoginAttempts",
+    "LoginThrottle",
+    "OneCheckAtATime",
+    "local_login_attempts",
+]
 
 # Bound on remembered keys, so a flood of random usernames cannot grow memory without limit.
 # At ~200 bytes per key this is about 20 MB.
@@ -112,11 +125,45 @@ class LoginThrottle:
 
 @dataclass(frozen=True)
 class Attempt:
-    """A counted login attempt, handed back to `LoginThrottle.succeeded` if the password is right."""
+    """A counted login attempt, handed back to `succeeded` if the password is right."""
 
     username: str
     address: str
     at: float
+    # the attempt's member in the shared sorted set (Redis); "" in memory
+    token: str = ""
+
+
+class LoginAttempts(Protocol):
+    """What the login route asks: count an attempt now (or the seconds to wait), and give a
+    correct password's attempt back."""
+
+    async def begin(self, username: str, address: str) -> Attempt | int: ...
+
+    async def succeeded(self, attempt: Attempt) -> None: ...
+
+
+class LocalLoginAttempts:
+    """A node alone: the counts in this process's memory."""
+
+    def __init__(self, throttle: LoginThrottle) -> None:
+        self.throttle = throttle
+
+    async def begin(self, username: str, address: str) -> Attempt | int:
+        return self.throttle.begin(username, address)
+
+    async def succeeded(self, attempt: Attempt) -> None:
+        self.throttle.succeeded(attempt)
+
+
+def local_login_attempts(limits: LimitsConfig) -> LocalLoginAttempts:
+    return LocalLoginAttempts(
+        LoginThrottle(
+            limits.login_attempts_per_account,
+            limits.login_attempts_per_address,
+            limits.login_window_seconds,
+        )
+    )
 
 
 class OneCheckAtATime:

@@ -1,5 +1,6 @@
-"""What /readyz checks: the database answers, a UDP port of the media range can be bound, and the
-service is not shutting down. Each check is cheap enough for a probe every few seconds."""
+"""What /readyz checks: the database answers, a UDP port of the media range can be bound, the
+service is not shutting down, and in a cluster Redis answers. Each check is cheap enough for a
+probe every few seconds (Redis's is the link's last known state: no command per probe)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,21 @@ __all__ = ["DATABASE_TIMEOUT_SECONDS", "check_readiness", "udp_port_free"]
 DATABASE_TIMEOUT_SECONDS = 2.0
 
 
-async def check_readiness(config: Config, storage: Storage, draining: bool) -> dict[str, bool]:
-    """Each check's name and whether it passed."""
-    return {
+async def check_readiness(
+    config: Config, storage: Storage, draining: bool, redis_reachable: bool | None = None
+) -> dict[str, bool]:
+    """Each check's name and whether it passed; `redis` only in a cluster (`redis_reachable`
+    not None)."""
+    checks = {
         "database": await _database_answers(storage),
         "udp_ports": udp_port_free(
             config.media.udp_port_min, config.media.udp_port_max, _probe_address(config)
         ),
         "accepting_joins": not draining,
     }
+    if redis_reachable is not None:
+        checks["redis"] = redis_reachable
+    return checks
 
 
 async def _database_answers(storage: Storage) -> bool:

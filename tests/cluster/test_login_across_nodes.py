@@ -1,0 +1,61 @@
+"""Login throttling holds across nodes: attempts spread over two nodes sharing one Redis count
+together, with the same semantics as one node's (counted on arrival, a correct password gives the
+account a fresh start)."""
+
+from __future__ import annotations
+
+from tests.cluster.nodes import node
+from tests.redis_server import RedisServer
+from tests.signaling.api_server import PASSWORD, PUBLIC_URL, ApiServer, call
+
+LIMITS = f"""limits:
+  login_attempts_per_account: 3
+  login_attempts_per_address: 50
+  login_window_seconds: 600
+server:
+  public_url: {PUBLIC_URL}
+"""
+
+
+async def login(api: ApiServer, username: str, password: str):
+    async with api.client(Origin=PUBLIC_URL) as client:
+        return await call(
+            client,
+            "POST",
+            "/api/therapist/login",
+            json={"username": username, "password": password},
+        )
+
+
+async def test_failed_attempts_on_two_nodes_count_together(
+    shared_redis: RedisServer, cluster_config
+):
+    async with (
+        node(cluster_config(shared_redis, "node-a", LIMITS)) as a,
+        node(cluster_config(shared_redis, "node-b", LIMITS)) as b,
+    ):
+        await a.api.add_therapist("alice")
+        # three wrong passwords, spread: each node alone has seen at most two
+        for api in (a.api, b.api, a.api):
+            assert (await login(api, "alice", "wrong"))[0] == 401
+        status, body, headers = await login(b.api, "alice", "wrong")
+        assert (status, body["error"]["code"]) == (429, "rate_limited"), body
+        assert 0 < int(headers["Retry-After"]) <= 600
+        # the right password too, on either node, until the window has passed
+        assert (await login(a.api, "alice", PASSWORD))[0] == 429
+
+
+async def test_a_correct_password_on_one_node_clears_the_accounts_count_on_the_other(
+    shared_redis: RedisServer, cluster_config
+):
+    async with (
+        node(cluster_config(shared_redis, "node-a", LIMITS)) as a,
+        node(cluster_config(shared_redis, "node-b", LIMITS)) as b,
+    ):
+        await a.api.add_therapist("alice")
+        for _ in range(2):
+            assert (await login(a.api, "alice", "wrong"))[0] == 401
+        assert (await login(b.api, "alice", PASSWORD))[0] == 200
+        for _ in range(3):
+            assert (await login(a.api, "alice", "wrong"))[0] == 401
+        assert (await login(b.api, "alice", "wrong"))[0] == 429
