@@ -16,6 +16,7 @@ from signaling.config import Config
 from signaling.connection_guard import ConnectionGuard, GuardedSite
 from signaling.credentials import load_or_create_session_secret
 from signaling.drain import DRAIN, Drain
+from signaling.health_recorder import record_health_periodically
 from signaling.http_errors import (
     API_PREFIX,
     MAX_BODY_BYTES,
@@ -28,9 +29,11 @@ from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import METRICS, Metrics, serve_metrics
 from signaling.readiness import check_readiness
 from signaling.relay_setup import CONSULTATIONS, close_live_media, live_media, live_state
+from signaling.routes_admin import AdminApi, SetPasswordApi
 from signaling.routes_client import ClientApi
 from signaling.routes_integration import IntegrationApi
 from signaling.routes_pages import Pages
+from signaling.routes_statistics import OwnRecordsApi
 from signaling.routes_therapist import TherapistApi
 from signaling.storage import Storage, StorageFailure, open_storage
 from signaling.tls import reload_certificate, server_context
@@ -121,6 +124,9 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     TherapistApi(config, storage, session_secret=app[SESSION_SECRET]).register(app.router)
     IntegrationApi(config, storage).register(app.router)
+    AdminApi(config, storage).register(app.router)
+    SetPasswordApi(config, storage).register(app.router)
+    OwnRecordsApi(config, storage).register(app.router)
     ClientApi(config, storage).register(app.router)
     app[SIGNALING] = SignalingEndpoint(
         config, storage, lambda: app[CONSULTATIONS], metrics=metrics, drain=drain
@@ -129,6 +135,7 @@ def create_app(
     Pages(config, storage).register(app.router)
     app.cleanup_ctx.append(live_media(config, storage))
     app.cleanup_ctx.append(_purge_periodically)
+    app.cleanup_ctx.append(record_health_periodically(storage))
     return app
 
 

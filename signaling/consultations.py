@@ -166,7 +166,11 @@ class Consultation:
                 old.send(_message("error", code="replaced", message="Joined from elsewhere"))
                 old.close(CLOSE_REPLACED)
             self._seats[seat] = participant
-            self._gone_reason.pop(seat, None)
+            if self._gone_reason.pop(seat, None) is not None or (
+                old is not None and old is not participant
+            ):
+                # the admin's weekly health report counts these (signaling/health_recorder.py)
+                self._metrics.reconnects.inc()
             if seat == CLIENT:
                 if client_name is not None:
                     self.client_name = client_name

@@ -116,6 +116,12 @@ class Metrics:
         )
         for reason in REJECTION_REASONS:
             self.joins_rejected.labels(reason)
+        self.reconnects = Counter(
+            PREFIX + "reconnects",
+            "Joins to a seat that was taken before in the same consultation (a reload, a"
+            " network change, another device).",
+            registry=registry,
+        )
         self.sessions = Counter(
             PREFIX + "sessions",
             "Sessions begun: therapist and client in the room together for the first time.",

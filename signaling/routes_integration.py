@@ -7,9 +7,11 @@ No cookies are involved, so there is nothing to forge cross-site and no CSRF tok
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 
+from signaling.account_admin import audit, issue_password_link, unusable_password_hash
 from signaling.appointments import (
     appointment_json,
     create_appointment,
@@ -20,14 +22,27 @@ from signaling.config import Config
 from signaling.credentials import hash_token, token_matches
 from signaling.http_errors import ApiError, read_json
 from signaling.logs import LOGGER_NAME, log_event
-from signaling.relay_setup import end_live_session
-from signaling.storage import ApiKey, Appointment, AppointmentState, Storage, Therapist
+from signaling.relay_setup import end_live_session, sign_out_live
+from signaling.storage import (
+    AlreadyExists,
+    ApiKey,
+    Appointment,
+    AppointmentState,
+    Storage,
+    Therapist,
+)
 
 __all__ = ["PREFIX", "IntegrationApi"]
 
 PREFIX = "/api/v1"
 
 logger = logging.getLogger(LOGGER_NAME)
+
+# The portal's account id: printable, no spaces or slashes, so it fits a path segment as is.
+EXTERNAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+# The CLI's rule for usernames (signaling/cli.py).
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+MAX_DISPLAY_NAME = 200
 
 
 class IntegrationApi:
@@ -40,6 +55,8 @@ class IntegrationApi:
         router.add_get(f"{PREFIX}/appointments/{{id}}", self.get)
         router.add_delete(f"{PREFIX}/appointments/{{id}}", self.cancel)
         router.add_get(f"{PREFIX}/therapists/{{username}}/statistics", self.statistics)
+        router.add_put(f"{PREFIX}/therapists/{{external_id}}", self.provision)
+        router.add_delete(f"{PREFIX}/therapists/{{external_id}}", self.deactivate)
 
     async def create(self, request: web.Request) -> web.Response:
         key = await self._authenticate(request)
@@ -91,7 +108,81 @@ class IntegrationApi:
             }
         )
 
+    # --- provisioning
+
+    async def provision(self, request: web.Request) -> web.Response:
+        """Activate (or update) the video feature for a portal account, idempotent by its
+        external id: 201 and a set-password link when the account is new, else 200."""
+        key = await self._authenticate(request)
+        external_id = self._external_id(request)
+        body = await read_json(request)
+        unknown = sorted(set(body) - {"username", "display_name", "active"})
+        if unknown:
+            raise ApiError(400, "invalid_request", f"Unknown field: {unknown[0][:64]}")
+        username, display_name = body.get("username"), body.get("display_name")
+        active = body.get("active", True)
+        if not isinstance(username, str) or not USERNAME.match(username):
+            raise ApiError(400, "invalid_request", "username: 2 to 64 characters a-z 0-9 . _ -")
+        if display_name is not None and (
+            not isinstance(display_name, str) or not 0 < len(display_name) <= MAX_DISPLAY_NAME
+        ):
+            raise ApiError(
+                400, "invalid_request", f"display_name: 1 to {MAX_DISPLAY_NAME} characters"
+            )
+        if not isinstance(active, bool):
+            raise ApiError(400, "invalid_request", "active must be true or false")
+        try:
+            therapist, created = await self._storage.provision_therapist(
+                external_id, username, display_name, await unusable_password_hash()
+            )
+        except AlreadyExists:
+            raise ApiError(409, "conflict", "This username belongs to another account") from None
+        actor = f"api:{key.name}"
+        answer: dict[str, object] = {}
+        if created:
+            await audit(self._storage, actor, "therapist_provisioned", username)
+            answer["set_password_url"] = await issue_password_link(
+                self._config, self._storage, therapist
+            )
+        if therapist.disabled == active:
+            therapist = await self._set_active(request, therapist, active, actor)
+        answer = {**_provisioned_json(therapist), **answer}
+        return web.json_response(answer, status=201 if created else 200)
+
+    async def deactivate(self, request: web.Request) -> web.Response:
+        key = await self._authenticate(request)
+        therapist = await self._storage.get_therapist_by_external_id(self._external_id(request))
+        if therapist is None:
+            raise ApiError(404, "not_found", "No such therapist")
+        if not therapist.disabled:
+            therapist = await self._set_active(request, therapist, False, f"api:{key.name}")
+        return web.json_response(_provisioned_json(therapist))
+
+    async def _set_active(
+        self, request: web.Request, therapist: Therapist, active: bool, actor: str
+    ) -> Therapist:
+        # as `sprechzimmer therapist disable`: the sessions end in the same transaction; the
+        # sockets of this process close now
+        await self._storage.set_therapist_disabled(therapist.username, not active)
+        if not active:
+            sign_out_live(request.app, therapist.id)
+        await audit(
+            self._storage,
+            actor,
+            "therapist_enabled" if active else "therapist_disabled",
+            therapist.username,
+        )
+        return await self._storage.get_therapist_by_id(therapist.id) or therapist
+
     # --- helpers
+
+    def _external_id(self, request: web.Request) -> str:
+        external_id = request.match_info["external_id"]
+        if not EXTERNAL_ID.match(external_id):
+            raise ApiError(
+                400, "invalid_request", "external id: 1 to 128 characters A-Z a-z 0-9 . _ : @ -"
+            )
+        return external_id
 
     async def _authenticate(self, request: web.Request) -> ApiKey:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
@@ -131,3 +222,12 @@ class IntegrationApi:
         # No note: the portal wrote it and has it; this API does not hand personal data back.
         data = appointment_json(appointment, include_note=False)
         return {**data, "therapist": therapist.username if therapist else None}
+
+
+def _provisioned_json(therapist: Therapist) -> dict[str, object]:
+    return {
+        "external_id": therapist.external_id,
+        "username": therapist.username,
+        "display_name": therapist.display_name,
+        "active": not therapist.disabled,
+    }

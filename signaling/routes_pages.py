@@ -72,6 +72,9 @@ class Pages:
         router.add_get("/dashboard", self._page("dashboard", NO_STORE))
         router.add_get("/call/{appointment_id}", self._page("call", NO_STORE))
         router.add_get("/j/{token}", self.invite)
+        router.add_get("/admin", self.admin)
+        router.add_get("/statistics", self._signed_in_page("statistics"))
+        router.add_get("/set-password", self._page("set-password", NO_STORE))
         router.add_get("/terms", self._page("terms"))
         router.add_get("/privacy", self._page("privacy"))
         router.add_get("/static/{path:.+}", self.static)
@@ -84,6 +87,28 @@ class Pages:
         if await current_session(request, self._storage):
             raise web.HTTPFound("/dashboard")
         return self.render(request, "login", NO_CACHE)
+
+    async def admin(self, request: web.Request) -> web.Response:
+        """The admin pages: signed in, and the role checked here as on every /api/admin route."""
+        signed_in = await current_session(request, self._storage)
+        if signed_in is None:
+            raise web.HTTPFound("/login")
+        if not signed_in.therapist.is_admin:
+            return web.Response(
+                status=403,
+                text="403 Forbidden\n\nDiese Seite ist Administrator:innen vorbehalten.\n"
+                "This page is for admins only.\n",
+                headers=NO_STORE,
+            )
+        return self.render(request, "admin", NO_STORE)
+
+    def _signed_in_page(self, name: str):  # type: ignore[no-untyped-def]
+        async def handler(request: web.Request) -> web.Response:
+            if await current_session(request, self._storage) is None:
+                raise web.HTTPFound("/login")
+            return self.render(request, name, NO_STORE)
+
+        return handler
 
     async def invite(self, request: web.Request) -> web.Response:
         """The waiting room, or one "link not valid" page for every kind of dead link: unknown,
