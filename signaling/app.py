@@ -9,13 +9,14 @@ import logging
 import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, MutableMapping
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from signaling.config import Config
 from signaling.connection_guard import ConnectionGuard, GuardedSite
 from signaling.credentials import load_or_create_session_secret
-from signaling.drain import DRAIN, Drain
+from signaling.drain import DRAIN, Drain, wait_for_rooms_to_end
 from signaling.health_recorder import record_health_periodically
 from signaling.http_errors import (
     API_PREFIX,
@@ -39,7 +40,11 @@ from signaling.storage import Storage, StorageFailure, open_storage
 from signaling.tls import reload_certificate, server_context
 from signaling.ws_endpoint import SignalingEndpoint
 
+if TYPE_CHECKING:
+    from signaling.cluster import Cluster
+
 __all__ = [
+    "CLUSTER",
     "CONFIG",
     "CONNECTION_GUARD",
     "SESSION_SECRET",
@@ -57,6 +62,8 @@ STORAGE = web.AppKey("storage", Storage)
 SESSION_SECRET = web.AppKey("session_secret", str)
 SIGNALING = web.AppKey("signaling", SignalingEndpoint)
 CONNECTION_GUARD = web.AppKey("connection_guard", ConnectionGuard)
+# Only in a cluster (cluster.redis_url): this node's membership (signaling/cluster/).
+CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 
 # SIGTERM to exit in under 10 s: telling participants, closing rooms and their database writes
 # get DRAIN_SECONDS; stopping HTTP (open requests get HANDLER_GRACE_SECONDS) gets CLEANUP_SECONDS.
@@ -93,9 +100,13 @@ HSTS = "max-age=31536000"
 
 
 def create_app(
-    config: Config, storage: Storage, session_secret: str | None = None
+    config: Config,
+    storage: Storage,
+    session_secret: str | None = None,
+    cluster: Cluster | None = None,
 ) -> web.Application:
-    """Build the application. `storage` stays owned by the caller (open and close it there)."""
+    """Build the application. `storage` and `cluster` stay owned by the caller (open and close
+    them there)."""
     headers = dict(SECURITY_HEADERS)
     if config.server.tls:
         headers["Strict-Transport-Security"] = HSTS
@@ -119,10 +130,20 @@ def create_app(
     app[SESSION_SECRET] = session_secret or config.server.session_secret or ""
     app[METRICS] = metrics = Metrics()
     app[DRAIN] = drain = Drain()
+    login_attempts = None
+    if cluster is not None:
+        from signaling.cluster.login_attempts import RedisLoginAttempts
+
+        app[CLUSTER] = cluster
+        # a new room needs Redis (placement, the signal relay): without it, "try again"
+        drain.refuse_joins_while(lambda: not cluster.reachable)
+        login_attempts = RedisLoginAttempts(cluster.link, config.cluster.key_prefix, config.limits)
     metrics.watch_live(lambda: live_state(app))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    TherapistApi(config, storage, session_secret=app[SESSION_SECRET]).register(app.router)
+    TherapistApi(
+        config, storage, session_secret=app[SESSION_SECRET], login_attempts=login_attempts
+    ).register(app.router)
     IntegrationApi(config, storage).register(app.router)
     AdminApi(config, storage).register(app.router)
     SetPasswordApi(config, storage).register(app.router)
@@ -140,14 +161,24 @@ def create_app(
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process answers HTTP."""
+    """Liveness: the process answers HTTP. In a cluster it names the node that answered (no
+    secret: the id is in every node's registry entry), which is how one tells workers apart."""
+    cluster = request.app.get(CLUSTER)
+    if cluster is not None:
+        return web.json_response({"status": "ok", "node": cluster.node_id})
     return web.json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the database answers, a UDP port of the range is free, and not shutting down."""
     app = request.app
-    checks = await check_readiness(app[CONFIG], app[STORAGE], app[DRAIN].draining)
+    cluster = app.get(CLUSTER)
+    checks = await check_readiness(
+        app[CONFIG],
+        app[STORAGE],
+        app[DRAIN].draining,
+        cluster.reachable if cluster is not None else None,
+    )
     body: dict = {"checks": {name: "ok" if ok else "failed" for name, ok in checks.items()}}
     failed = [name for name, ok in checks.items() if not ok]
     if failed:
@@ -239,10 +270,14 @@ async def start_site(
     host: str,
     port: int,
     ssl_context: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
 ) -> web.BaseSite:
     """Listen on host:port with the app's `ConnectionGuard` (header deadline, per-address cap)
-    in front of every connection. `runner` must be set up."""
-    site = GuardedSite(runner, host, port, app[CONNECTION_GUARD], ssl_context=ssl_context)
+    in front of every connection. `runner` must be set up. `reuse_port`: several processes
+    share the port (`serve --workers`)."""
+    site = GuardedSite(
+        runner, host, port, app[CONNECTION_GUARD], ssl_context=ssl_context, reuse_port=reuse_port
+    )
     await site.start()
     return site
 
@@ -263,40 +298,72 @@ def _nothing_to_reload() -> None:
     log_event(logger, "reload_ignored", reason="no TLS certificate configured")
 
 
-async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
-    """Run the server until SIGINT or SIGTERM; reload the TLS certificate on SIGHUP."""
+async def serve(
+    config: Config,
+    ready: asyncio.Event | None = None,
+    node: str | None = None,
+    reuse_port: bool = False,
+) -> None:
+    """Run the server until SIGINT or SIGTERM; reload the TLS certificate on SIGHUP.
+
+    Alone, SIGTERM ends every call at once, telling both people (a restart). In a cluster
+    (`cluster.redis_url`), SIGTERM or `sprechzimmer drain` drains: no new rooms, /readyz false,
+    live calls run to their end for up to `cluster.drain_timeout_seconds`; a second SIGTERM ends
+    them at once. `node` names this node in the cluster (default: `cluster.node_id`, else the
+    hostname)."""
     storage = await open_storage(config.storage)
+    cluster: Cluster | None = None
     try:
         secret = config.server.session_secret or load_or_create_session_secret(
             config.storage.data_dir
         )
-        app = create_app(config, storage, session_secret=secret)
+        if config.cluster.enabled:
+            from signaling.cluster import Cluster
+            from signaling.workers import node_id
+
+            cluster = Cluster(config, node or node_id(config, None), load=lambda: _live_rooms(app))
+        app = create_app(config, storage, session_secret=secret, cluster=cluster)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=HANDLER_GRACE_SECONDS
         )
         await runner.setup()
         metrics_runner = None
         try:
+            if cluster is not None:
+                await cluster.start()
             tls = server_context(config)
-            await start_site(runner, app, config.server.host, config.server.port, tls)
+            await start_site(
+                runner, app, config.server.host, config.server.port, tls, reuse_port=reuse_port
+            )
             metrics_runner = await _start_metrics(app, config)
             # signal handlers before the "listening" line: whoever waits for that line may signal
-            stop = asyncio.Event()
+            stop, stop_now = asyncio.Event(), asyncio.Event()
+
+            def on_stop_signal() -> None:
+                (stop_now if stop.is_set() else stop).set()
+
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stop.set)
+                loop.add_signal_handler(signum, on_stop_signal)
             if tls is not None:
                 loop.add_signal_handler(signal.SIGHUP, reload_certificate, tls, config)
             else:
                 # SIGHUP's default would end the process (status 129, which systemd counts as a
                 # clean stop): behind a TLS-terminating proxy there is simply nothing to reload
                 loop.add_signal_handler(signal.SIGHUP, _nothing_to_reload)
+            if cluster is not None:
+                cluster.on_drain_requested(stop.set)
             url = listen_url(config)
             print(f"Sprechzimmer is listening on {url}", flush=True)
-            log_event(logger, "server_started", url=url, public_url=config.server.public_url)
+            fields = {"node": cluster.node_id} if cluster is not None else {}
+            log_event(
+                logger, "server_started", url=url, public_url=config.server.public_url, **fields
+            )
             if ready is not None:
                 ready.set()
             await stop.wait()
+            if cluster is not None:
+                await _drain_calls(app, cluster, config.cluster.drain_timeout_seconds, stop_now)
             log_event(logger, "server_stopping")
             await _within(DRAIN_SECONDS, shut_down(app), "drain")
         finally:
@@ -304,8 +371,30 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
                 await metrics_runner.cleanup()
             await _within(CLEANUP_SECONDS, runner.cleanup(), "cleanup")
     finally:
+        if cluster is not None:
+            await cluster.close()
         await storage.close()
     log_event(logger, "server_stopped")
+
+
+async def _drain_calls(
+    app: web.Application, cluster: Cluster, timeout: float, stop_now: asyncio.Event
+) -> None:
+    """A node of a cluster: no new rooms here (the registry says so at once, /readyz turns
+    false), and the live calls run to their end, for up to `timeout` seconds."""
+    app[DRAIN].begin()
+    cluster.begin_drain()
+    rooms = _live_rooms(app)
+    log_event(logger, "drain_started", rooms=rooms, timeout_seconds=f"{timeout:g}")
+    if await wait_for_rooms_to_end(lambda: _live_rooms(app), timeout, stop_now):
+        log_event(logger, "drain_finished")
+    else:
+        log_event(logger, "drain_cut_short", logging.WARNING, rooms=_live_rooms(app))
+
+
+def _live_rooms(app: web.Application) -> int:
+    relay = live_state(app).relay
+    return len(relay.rooms) if relay is not None else 0
 
 
 async def shut_down(app: web.Application) -> None:

@@ -24,6 +24,7 @@ import yaml
 __all__ = [
     "AppointmentsConfig",
     "AuthConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "IceServer",
@@ -81,6 +82,17 @@ def _int(low: int, high: int) -> Parser:
         if not low <= value <= high:
             raise _Invalid(f"must be between {low} and {high}, got {value}")
         return value
+
+    return parse
+
+
+def _seconds(low: float, high: float) -> Parser:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Invalid(f"must be a number of seconds, got {_describe(value)}")
+        if not low <= value <= high:
+            raise _Invalid(f"must be between {low:g} and {high:g}, got {value:g}")
+        return float(value)
 
     return parse
 
@@ -425,6 +437,65 @@ class LoggingConfig:
     level: str = _setting("info", _choice("debug", "info", "warning", "error"))
 
 
+def _redis_url(value: Any) -> str:
+    text = _non_empty_str(value)
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        # never echo the value: it usually holds the password
+        raise _Invalid("must be a redis://, rediss:// or unix:// URL")
+    return text
+
+
+# Letters, digits and . _ - only: the id is part of Redis keys and channel names, and a label in
+# logs; a hostname fits, and so does "<hostname>-<worker>".
+_NODE_ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _node_id(value: Any) -> str:
+    text = _non_empty_str(value)
+    if len(text) > 64 or not set(text) <= _NODE_ID_CHARACTERS:
+        raise _Invalid(f"must be 1 to 64 characters a-z A-Z 0-9 . _ -, got {text!r}")
+    return text
+
+
+def _key_prefix(value: Any) -> str:
+    text = _str(value)
+    if len(text) > 64 or not set(text) <= _NODE_ID_CHARACTERS | {":"}:
+        raise _Invalid(f"must be at most 64 characters a-z A-Z 0-9 . _ - :, got {text!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Several nodes sharing state in Redis (docs/scaling.md). Without `redis_url` the process is
+    one node on its own, exactly as before, and redis-py is never imported."""
+
+    # Holds the password, so it may come from the environment instead of the file.
+    redis_url: str | None = _setting(None, _optional(_redis_url), env="SPRECHZIMMER_REDIS_URL")
+    # Default: the machine's hostname, plus "-<worker>" under `serve --workers N`.
+    node_id: str | None = _setting(None, _optional(_node_id))
+    # Every key and channel starts with it, so several deployments (or test runs) can share one
+    # Redis server without seeing each other.
+    key_prefix: str = _setting("sprechzimmer:", _key_prefix)
+    # A node rewrites its registry entry this often; the entry expires `heartbeat_ttl_seconds`
+    # after the last write, so a dead node is gone from placement within that time.
+    heartbeat_interval_seconds: float = _setting(2.0, _seconds(0.1, 60))
+    heartbeat_ttl_seconds: float = _setting(6.0, _seconds(0.3, 600))
+    # How long a drained node lets its live calls run before it ends them and exits. A session
+    # is 50 minutes by default; an hour lets one that just began run to its end.
+    drain_timeout_seconds: float = _setting(3600.0, _seconds(0, 86400))
+
+    @property
+    def enabled(self) -> bool:
+        return self.redis_url is not None
+
+    @property
+    def location(self) -> str:
+        """Where Redis is, for messages: without user and password."""
+        url = self.redis_url or ""
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://{rest.rpartition('@')[2].partition('?')[0]}"
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -438,6 +509,7 @@ class Config:
     mail: MailConfig = field(default_factory=MailConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     source: str = ""
 
 
@@ -453,6 +525,7 @@ SECTIONS: dict[str, type] = {
     "mail": MailConfig,
     "metrics": MetricsConfig,
     "logging": LoggingConfig,
+    "cluster": ClusterConfig,
 }
 
 
@@ -537,6 +610,14 @@ def _check_across_keys(name: str, config: Config) -> None:
         raise ConfigError(
             f"{name}: storage.postgresql_dsn: is required with storage.backend 'postgresql' "
             "(or set SPRECHZIMMER_DATABASE_URL)"
+        )
+    cluster = config.cluster
+    if cluster.heartbeat_ttl_seconds < 2 * cluster.heartbeat_interval_seconds:
+        # one late heartbeat (a busy event loop, a Redis failover) must not make a live node dead
+        raise ConfigError(
+            f"{name}: cluster.heartbeat_ttl_seconds: must be at least twice "
+            f"cluster.heartbeat_interval_seconds ({cluster.heartbeat_interval_seconds:g}), "
+            f"got {cluster.heartbeat_ttl_seconds:g}"
         )
     if media.udp_port_min > media.udp_port_max:
         raise ConfigError(

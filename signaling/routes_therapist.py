@@ -41,7 +41,12 @@ from signaling.login_sessions import (
     end_all_sessions,
     signed_in_response,
 )
-from signaling.login_throttle import Attempt, LoginThrottle, OneCheckAtATime
+from signaling.login_throttle import (
+    Attempt,
+    LoginAttempts,
+    OneCheckAtATime,
+    local_login_attempts,
+)
 from signaling.logs import LOGGER_NAME, log_event, render_ip
 from signaling.relay_setup import end_live_session, sign_out_live
 from signaling.routes_second_factor import SecondFactorApi
@@ -57,7 +62,13 @@ Handler = Callable[[web.Request, SignedIn], Awaitable[web.StreamResponse]]
 
 
 class TherapistApi:
-    def __init__(self, config: Config, storage: Storage, session_secret: str = "") -> None:
+    def __init__(
+        self,
+        config: Config,
+        storage: Storage,
+        session_secret: str = "",
+        login_attempts: LoginAttempts | None = None,
+    ) -> None:
         self._config = config
         self._storage = storage
         # Without a secret (tests that build the app directly) the data directory's file is
@@ -74,12 +85,8 @@ class TherapistApi:
         # ...and one of the two at most for any one account or address, so a burst from one
         # address leaves the other slot to everyone else.
         self._one_check = OneCheckAtATime()
-        limits = config.limits
-        self._throttle = LoginThrottle(
-            limits.login_attempts_per_account,
-            limits.login_attempts_per_address,
-            limits.login_window_seconds,
-        )
+        # in a cluster the counts are shared in Redis (signaling/cluster/login_attempts.py)
+        self._throttle = login_attempts or local_login_attempts(config.limits)
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_post(f"{PREFIX}/login", self.login)
@@ -110,7 +117,7 @@ class TherapistApi:
 
         # Counted before the password is checked: parallel guesses must not all pass this check
         # while none of them has failed yet.
-        attempt = self._throttle.begin(username, address)
+        attempt = await self._throttle.begin(username, address)
         if not isinstance(attempt, Attempt):
             log_event(logger, "login_throttled", logging.WARNING, ip=ip)
             raise ApiError(
@@ -136,7 +143,7 @@ class TherapistApi:
             log_event(logger, "login_refused_disabled", logging.WARNING, therapist_id=therapist.id)
             raise ApiError(403, "account_disabled", "This account is disabled")
 
-        self._throttle.succeeded(attempt)
+        await self._throttle.succeeded(attempt)
         # A therapist with an authenticator app (or who must set one up) gets a ticket for the
         # second step instead of a session.
         second_step = await self._second_factor.after_password(therapist)
