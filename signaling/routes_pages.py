@@ -70,6 +70,7 @@ class Pages:
         router.add_get("/", self.root)
         router.add_get("/login", self.login)
         router.add_get("/dashboard", self._page("dashboard", NO_STORE))
+        router.add_get("/security", self._page("security", NO_STORE))
         router.add_get("/call/{appointment_id}", self._page("call", NO_STORE))
         router.add_get("/j/{token}", self.invite)
         router.add_get("/admin", self.admin)
