@@ -473,11 +473,11 @@ def _install_reader(
             try:
                 countdown -= 1
                 sample = countdown == 0  # never when latency is None: countdown runs below 0
+                if sample:  # before the read: the batch's last read fails with EAGAIN
+                    countdown = SAMPLE_EVERY
                 if checking or sample:
                     data, ancillary, _, addr = recvmsg(2048, _TIMESTAMP_SPACE)
                     received_at = _kernel_time(ancillary)
-                    if sample:
-                        countdown = SAMPLE_EVERY
                     if checking:
                         if 0.0 < received_at < stale_before:
                             if (
