@@ -169,6 +169,24 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("name", metavar="NAME", help="username: a-z 0-9 . _ -, 2 to 64 long")
     command(therapist_commands, "list", "List therapist accounts.", _therapist_list)
 
+    admin = commands.add_parser(
+        "admin",
+        help="Manage admin accounts (usage reports, account management).",
+        description="Manage admin accounts (usage reports, account management).",
+    )
+    admin_commands = admin.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, help_text, run in (
+        (
+            "add",
+            "Give an account the admin role; create it if there is none and print a one-time"
+            " link to set its password (valid 3 days).",
+            _admin_add,
+        ),
+        ("remove", "Take the admin role from an account.", _admin_remove),
+    ):
+        sub = command(admin_commands, name, help_text, run)
+        sub.add_argument("name", metavar="NAME", help="username: a-z 0-9 . _ -, 2 to 64 long")
+
     apikey = commands.add_parser(
         "apikey",
         help="Manage API keys for practice software.",
@@ -359,6 +377,46 @@ async def _therapist_reset_password(config: Config, args: argparse.Namespace) ->
         except NotFound:
             raise CommandError(f"no therapist named {name!r}") from None
     print(f"Password of {name!r} changed.")
+
+
+async def _admin_add(config: Config, args: argparse.Namespace) -> None:
+    from signaling.account_admin import audit, create_account
+
+    name = _username(args.name)
+    async with _storage(config) as storage:
+        if await storage.get_therapist(name) is None:
+            # A link rather than a printed password (as `bootstrap` prints): the password is
+            # then chosen by its owner and never sits in a terminal's scrollback.
+            try:
+                _therapist, link = await create_account(config, storage, name)
+            except AlreadyExists:
+                raise CommandError(f"therapist {name!r} already exists") from None
+            await audit(storage, "cli", "therapist_added", name)
+            await storage.set_therapist_admin(name, True)
+            await audit(storage, "cli", "admin_granted", name)
+            print(link)
+            print(
+                f"Admin {name!r} created. The link sets the password; it works once, for 3 days,"
+                " and is shown only now.",
+                file=sys.stderr,
+            )
+            return
+        await storage.set_therapist_admin(name, True)
+        await audit(storage, "cli", "admin_granted", name)
+    print(f"{name!r} is now an admin.")
+
+
+async def _admin_remove(config: Config, args: argparse.Namespace) -> None:
+    from signaling.account_admin import audit
+
+    name = _username(args.name)
+    async with _storage(config) as storage:
+        try:
+            await storage.set_therapist_admin(name, False)
+        except NotFound:
+            raise CommandError(f"no therapist named {name!r}") from None
+        await audit(storage, "cli", "admin_revoked", name)
+    print(f"{name!r} is no longer an admin.")
 
 
 async def _apikey_create(config: Config, args: argparse.Namespace) -> None:
