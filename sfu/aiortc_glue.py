@@ -124,7 +124,7 @@ def check_internals() -> list[str]:
     }
     needed = {
         "RTCDtlsTransport": ("self._rx_srtp", "self._tx_srtp", "self._transport"),
-        "RTCRtpTransceiver": ("self._codecs", "self._headerExtensions"),
+        "RTCRtpTransceiver": ("self._bundled", "self._codecs", "self._headerExtensions"),
         "RTCRtpSender": ("self._ssrc", "self._rtx_ssrc", "self._stream_id"),
         "Connection": (
             "self._nominated",
@@ -175,6 +175,21 @@ def make_peer_connection(ice_servers: list[dict[str, Any]]) -> RTCPeerConnection
         for s in ice_servers
     ]
     return RTCPeerConnection(RTCConfiguration(iceServers=servers))
+
+
+def bundle_every_transceiver(pc: RTCPeerConnection) -> None:
+    """Let the offer's BUNDLE move every transceiver onto the bundle transport. Call after adding
+    transceivers, before setRemoteDescription.
+
+    Under aiortc's "balanced" policy a second video transceiver (the screen) starts on the first
+    video's transport and is marked bundled already, so when BUNDLE moves that transport's first
+    user to the audio m-line's, it is skipped: it keeps a transport that is stopped and never
+    connects, and the leg never got its parameters. "max-bundle" instead would take the remote
+    candidates of the offer's last m-line, which a balanced browser (Firefox) gathers on a
+    transport it then drops.
+    """
+    for transceiver in pc.getTransceivers():
+        transceiver._bundled = False
 
 
 def guard_peer_connection(pc: RTCPeerConnection) -> None:
@@ -313,10 +328,16 @@ def tune_header_extensions(
     transceiver._headerExtensions = [e for e in offered if e.uri in wanted]
 
 
-def align_stream_ids(pc: RTCPeerConnection, stream_id: str) -> None:
-    """One msid stream for audio and video, so the browser lip-syncs them."""
+def align_stream_ids(pc: RTCPeerConnection, stream_id: str, screen_stream_id: str) -> None:
+    """One msid stream for audio and the camera, so the browser lip-syncs them; a second video
+    transceiver (the shared screen) gets a stream of its own, so the browser does not try to
+    sync the microphone with two pictures, and the page can tell the screen apart."""
+    videos = 0
     for transceiver in pc.getTransceivers():
-        transceiver.sender._stream_id = stream_id
+        if transceiver.kind == "video":
+            videos += 1
+        screen = transceiver.kind == "video" and videos > 1
+        transceiver.sender._stream_id = screen_stream_id if screen else stream_id
 
 
 @dataclass

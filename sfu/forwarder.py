@@ -25,9 +25,9 @@ from .forwarding_state import (
     RtxRoute,
     Upstream,
 )
-from .header_extensions import ExtensionRewriter
+from .header_extensions import MID_URI, ExtensionRewriter, parse_elements
 from .keyframe_limiter import KeyframeRequestLimiter
-from .media_params import KindParams
+from .media_params import STREAMS_BY_KIND, KindParams
 from .reception import ReceptionStats
 from .rtp import (
     FIXED_HEADER,
@@ -63,12 +63,18 @@ class Forwarder:
         self.sink: Endpoint | None = None
         self.counters = Counters()
         self._clock = clock
-        self._upstream: dict[str, Upstream] = {}  # by kind, from the source's negotiation
-        self._downstream: dict[str, Downstream] = {}  # by kind, from the sink's negotiation
-        # by source SSRC; at most one of each per kind, so a flood of SSRCs cannot grow them
+        # by stream (audio, camera "video", screen: the Endpoint's keys), from each negotiation
+        self._upstream: dict[str, Upstream] = {}
+        self._downstream: dict[str, Downstream] = {}
+        # by source SSRC; at most one of each per stream, so a flood of SSRCs cannot grow them
         self._media_routes: dict[int, MediaRoute] = {}
         self._rtx_routes: dict[int, RtxRoute] = {}
-        self._keyframes = KeyframeRequestLimiter(keyframe_interval)
+        # which stream a new source SSRC belongs to: announced in the offer, or named by the
+        # packet's mid extension; camera and screen share their payload types
+        self._stream_by_ssrc: dict[int, str] = {}
+        self._stream_by_mid: dict[str, str] = {}
+        self._keyframe_interval = keyframe_interval
+        self._keyframes: dict[str, KeyframeRequestLimiter] = {}  # per video stream
         self.sink_rtt: float | None = None  # seconds, from the sink's receiver reports
         self.sink_fraction_lost = 0.0
 
@@ -78,20 +84,30 @@ class Forwarder:
         """A (new) source leg: its SSRCs start over, the sink's numbering continues."""
         self.source = source
         params = source.params if source is not None else {}
-        self._upstream = {kind: Upstream(p) for kind, p in params.items()}
+        self._upstream = {stream: Upstream(p, stream) for stream, p in params.items()}
+        self._stream_by_ssrc = {
+            ssrc: stream for stream, p in params.items() for ssrc in p.remote_ssrcs
+        }
+        self._stream_by_mid = {p.mid: stream for stream, p in params.items() if p.mid is not None}
+        self._keyframes = {
+            stream: KeyframeRequestLimiter(self._keyframe_interval)
+            for stream, p in params.items()
+            if p.kind == "video"
+        }
         self._media_routes.clear()
         self._rtx_routes.clear()
-        self._keyframes.reset()
 
     def set_sink(self, sink: Endpoint | None) -> None:
         """A (new) sink leg: fresh outgoing streams, and it needs a keyframe to start decoding."""
         self.sink = sink
         params = sink.params if sink is not None else {}
-        self._downstream = {kind: Downstream(p) for kind, p in params.items()}
+        self._downstream = {stream: Downstream(p, stream) for stream, p in params.items()}
         self._media_routes.clear()
         self._rtx_routes.clear()
-        self._keyframes.reset()
-        self.request_keyframe(self._clock())
+        now = self._clock()
+        for stream, limiter in self._keyframes.items():
+            limiter.reset()
+            self.request_keyframe(now, stream)
 
     def route_tables(self) -> RouteTables:
         routes: list[MediaRoute | RtxRoute] = [
@@ -126,7 +142,7 @@ class Forwarder:
                 return
             if self.sink is None:
                 return  # alone in the room: nobody to forward to, nothing wrong
-            new = self._new_route(ssrc, second & 0x7F, seq, ts)
+            new = self._new_route(packet, first, header_end)
             if new is None:
                 self.counters.dropped += 1
                 return
@@ -167,18 +183,33 @@ class Forwarder:
             counters.audio_packets += 1
             counters.audio_bytes += len(data)
 
-    def _new_route(self, ssrc: int, pt: int, seq: int, ts: int) -> MediaRoute | RtxRoute | None:
+    def _new_route(
+        self, packet: bytes, first: int, header_end: int
+    ) -> MediaRoute | RtxRoute | None:
         source, sink = self.source, self.sink
         if source is None or sink is None:
             return None
-        found = _classify(source.params, pt)
-        if found is None:
-            return None
-        params, is_rtx = found
-        upstream = self._upstream.get(params.kind)
-        downstream = self._downstream.get(params.kind)
+        _, second, seq, ts, ssrc = FIXED_HEADER.unpack_from(packet)
+        pt = second & 0x7F
+        stream = self._stream_by_ssrc.get(ssrc) or self._stream_named_by_mid(
+            packet, first, header_end
+        )
+        if stream is not None:
+            params = source.params[stream]
+            if pt != params.payload_type and pt != params.rtx_payload_type:
+                return None
+        else:
+            # no SSRC announced and no mid in the packet: the payload type names the kind, and
+            # the kind's first stream (audio, or the camera) takes it
+            found = _classify(source.params, pt)
+            if found is None:
+                return None
+            stream, params = found
+        is_rtx = pt == params.rtx_payload_type
+        upstream = self._upstream.get(stream)
+        downstream = self._downstream.get(stream)
         if upstream is None or downstream is None:
-            return None
+            return None  # e.g. a screen for a sink whose page has no screen m-line
         full = ExtensionRewriter(
             params.ext_ids, downstream.params.ext_ids, params.mid, downstream.params.mid
         )
@@ -187,7 +218,7 @@ class Forwarder:
             # RTX carries the original packet; _forward_rtx numbers it through the main stream
             # and sends it on the sink's RTX stream, or unwrapped when the sink has none
             if upstream.rtx_ssrc is not None and upstream.rtx_ssrc != ssrc:
-                self._rtx_routes.pop(upstream.rtx_ssrc, None)  # one RTX stream per kind
+                self._rtx_routes.pop(upstream.rtx_ssrc, None)  # one RTX stream per stream
             upstream.rtx_ssrc = ssrc
             rtx = self._rtx_routes[ssrc] = RtxRoute(upstream, downstream, rewriter)
             return rtx
@@ -199,13 +230,33 @@ class Forwarder:
             upstream.reception = ReceptionStats(ssrc, params.clock_rate, seq)
             downstream.mapping.start_source(seq, ts, now)
             # a new encoder needs its keyframe now, whatever the sink asked for lately
-            self._keyframes.reset()
+            limiter = self._keyframes.get(stream)
+            if limiter is not None:
+                limiter.reset()
         if params.kind == "video":
             # the sink joins mid-stream or the source is new: either way the sink's decoder
             # needs a keyframe before it can show anything
-            self.request_keyframe(now)
+            self.request_keyframe(now, stream)
         route = self._media_routes[ssrc] = MediaRoute(upstream, downstream, rewriter, sink.wire)
         return route
+
+    def _stream_named_by_mid(self, packet: bytes, first: int, header_end: int) -> str | None:
+        """The stream whose mid the packet's mid extension carries (RFC 8843), if it has one."""
+        if not first & 0x10 or self.source is None:
+            return None
+        _, profile, block = extension_block(packet, first, header_end)
+        elements = parse_elements(profile, block)
+        if not elements:
+            return None
+        # one id per extension across a BUNDLE group, so any m-line's mid id is the one
+        mid_id = next(
+            (i for p in self.source.params.values() if (i := p.ext_ids.get(MID_URI)) is not None),
+            None,
+        )
+        for ext_id, value in elements:
+            if ext_id == mid_id:
+                return self._stream_by_mid.get(value.decode("ascii", "replace"))
+        return None
 
     def _forward_rtx(
         self, route: RtxRoute, packet: bytes, first: int, second: int, ts: int, header_end: int
@@ -265,7 +316,7 @@ class Forwarder:
         now = self._clock()
         upstream.reception.last_sr = info.ntp_middle
         upstream.reception.last_sr_time = now
-        downstream = self._downstream.get(upstream.params.kind)
+        downstream = self._downstream.get(upstream.stream)
         if info.ssrc not in self._media_routes or downstream is None or self.sink is None:
             return
         translated = rtcp.SenderInfo(
@@ -304,7 +355,16 @@ class Forwarder:
         if view.packet_type == rtcp.PSFB:
             if view.count in (rtcp.PSFB_PLI, rtcp.PSFB_FIR):
                 self.counters.keyframe_requests_received += 1
-                self.request_keyframe(now)
+                # a PLI names the stream the sink's decoder lost; a FIR names it in its FCI,
+                # so it (or an unknown SSRC) asks every video stream
+                asked = (
+                    self._downstream_sending(media_ssrc) if view.count == rtcp.PSFB_PLI else None
+                )
+                if asked is not None:
+                    self.request_keyframe(now, asked.stream)
+                else:
+                    for stream in self._keyframes:
+                        self.request_keyframe(now, stream)
             elif view.count == rtcp.PSFB_AFB:
                 self._forward_remb(view.data)
         elif view.packet_type == rtcp.RTPFB:
@@ -323,12 +383,15 @@ class Forwarder:
                     self.sink_rtt = max(now - sent - block.delay_since_last_sr / 65536, 0.0)
             self.sink_fraction_lost = block.fraction_lost / 256
 
-    def request_keyframe(self, now: float) -> None:
+    def request_keyframe(self, now: float, stream: str = STREAMS_BY_KIND["video"][0]) -> None:
+        """Ask the source for a keyframe of ``stream`` (the camera unless named), at most once
+        per interval per stream: a screen's keyframe must not wait for the camera's."""
         source = self.source
-        upstream = self._upstream.get("video")
-        if source is None or upstream is None or upstream.ssrc is None:
+        upstream = self._upstream.get(stream)
+        limiter = self._keyframes.get(stream)
+        if source is None or upstream is None or upstream.ssrc is None or limiter is None:
             return
-        if self._keyframes.allow(now):
+        if limiter.allow(now):
             self.counters.keyframe_requests_sent += 1
             source.wire.send_rtcp(rtcp.build_pli(upstream.params.local_ssrc, upstream.ssrc))
 
@@ -356,7 +419,7 @@ class Forwarder:
         if not misses:
             return
         self.counters.retransmit_misses += len(misses)
-        upstream = self._upstream.get(downstream.params.kind)
+        upstream = self._upstream.get(downstream.stream)
         if self.source is None or upstream is None or upstream.ssrc is None:
             return
         if not upstream.params.nack:
@@ -371,7 +434,7 @@ class Forwarder:
         downstream = self._downstream_sending(ssrc)
         if downstream is None:
             return None
-        upstream = self._upstream.get(downstream.params.kind)
+        upstream = self._upstream.get(downstream.stream)
         return upstream.ssrc if upstream is not None else None
 
     def _forward_remb(self, packet: bytes) -> None:
@@ -413,11 +476,9 @@ def _rewrite_extensions(
     return with_extension_block(packet, first, header_end, *result)
 
 
-def _classify(params_by_kind: dict[str, KindParams], pt: int) -> tuple[KindParams, bool] | None:
-    """The kind a payload type belongs to on a leg, and whether it is that kind's RTX."""
-    for params in params_by_kind.values():
-        if pt == params.payload_type:
-            return params, False
-        if pt == params.rtx_payload_type:
-            return params, True
+def _classify(params_by_stream: dict[str, KindParams], pt: int) -> tuple[str, KindParams] | None:
+    """The first stream (in the leg's m-line order) whose payload type or RTX is ``pt``."""
+    for stream, params in params_by_stream.items():
+        if pt == params.payload_type or pt == params.rtx_payload_type:
+            return stream, params
     return None

@@ -65,28 +65,32 @@ class Counters:
 
 
 class Upstream:
-    """The receive side of one kind: the stream the source leg now sends, and its statistics.
+    """The receive side of one stream (audio, camera or screen: ``media_params.STREAMS_BY_KIND``):
+    the SSRC the source leg now sends on that m-line, and its statistics.
 
-    One per kind, so a source that changes SSRC replaces its predecessor here instead of
+    One per stream, so a source that changes SSRC replaces its predecessor here instead of
     growing a table; the relay's receiver reports are made from these.
     """
 
-    __slots__ = ("params", "reception", "rtx_ssrc", "ssrc")
+    __slots__ = ("params", "reception", "rtx_ssrc", "ssrc", "stream")
 
-    def __init__(self, params: KindParams) -> None:
-        self.params = params  # what the source leg negotiated for this kind
+    def __init__(self, params: KindParams, stream: str) -> None:
+        self.stream = stream
+        self.params = params  # what the source leg negotiated for this stream's m-line
         self.ssrc: int | None = None  # the source SSRC now forwarded
         self.rtx_ssrc: int | None = None  # the source's RTX SSRC, once one was seen
         self.reception: ReceptionStats | None = None  # of ``ssrc``
 
 
 class Downstream:
-    """The send side of one kind: the one continuous stream the sink leg receives."""
+    """The send side of one stream: the one continuous stream the sink leg receives on the
+    m-line of that name (its own SSRC, sequence numbers, packet cache)."""
 
-    __slots__ = ("cache", "mapping", "params", "rtx_seq", "sent_reports")
+    __slots__ = ("cache", "mapping", "params", "rtx_seq", "sent_reports", "stream")
 
-    def __init__(self, params: KindParams) -> None:
-        self.params = params  # what the sink leg negotiated for this kind
+    def __init__(self, params: KindParams, stream: str) -> None:
+        self.stream = stream
+        self.params = params  # what the sink leg negotiated for this stream's m-line
         self.mapping = StreamMapping(params.clock_rate)
         self.cache = PacketCache() if params.nack else None
         self.rtx_seq = 0  # the last sequence number sent on the sink's RTX stream
@@ -94,7 +98,7 @@ class Downstream:
 
 
 class MediaRoute:
-    """Where packets of the source's current media SSRC of one kind go: everything ``on_rtp``
+    """Where packets of the source's current media SSRC of one stream go: everything ``on_rtp``
     needs, one attribute away."""
 
     __slots__ = (
@@ -127,7 +131,7 @@ class MediaRoute:
 
 
 class RtxRoute:
-    """Where the source's RTX packets of one kind go: unwrapped, renumbered through the kind's
+    """Where the source's RTX packets of one stream go: unwrapped, renumbered through the stream's
     main stream, and wrapped again for the sink's RTX stream (or sent as the original)."""
 
     __slots__ = ("downstream", "rewriter", "upstream")

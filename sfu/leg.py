@@ -15,7 +15,7 @@ from .chat_bridge import CHAT_CHANNEL_ID, CHAT_CHANNEL_LABEL, ChatLimiter
 from .errors import InvalidOffer, PortsExhausted
 from .forwarder import Endpoint
 from .latency import LatencyHistogram
-from .media_params import KindParams, kind_params
+from .media_params import STREAMS_BY_KIND, KindParams, kind_params
 from .offer_limits import CandidateBudget, check_candidate, check_offer_values, offered_candidates
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ class Leg:
         self.chat_limiter = ChatLimiter()
         self._pc: RTCPeerConnection | None = None
         self._media: list[NegotiatedMedia] = []
-        self._pending: set[str] = set()
+        self._pending: set[int] = set()  # indexes into _media not yet negotiated
+        self._streams: list[str] = []  # each transceiver's stream name, as _media
         self._candidates = CandidateBudget(set())
 
     async def answer(self, offer_sdp: str) -> str:
@@ -65,12 +66,14 @@ class Leg:
         kinds = [m.kind for m in description.media if m.kind in ("audio", "video")]
         for kind in kinds:
             pc.addTransceiver(kind, direction="sendrecv")
+        aiortc_glue.bundle_every_transceiver(pc)
         if any(m.kind == "application" for m in description.media):
             self._open_chat(pc)
         aiortc_glue.prepare_peer_connection(pc, self._gather)
-        aiortc_glue.align_stream_ids(pc, str(uuid.uuid4()))
+        aiortc_glue.align_stream_ids(pc, str(uuid.uuid4()), str(uuid.uuid4()))
         for transceiver in pc.getTransceivers():
             self._media.append(aiortc_glue.intercept_media_engines(transceiver, self._media_ready))
+        self._streams = _stream_names(kinds)
         pc.on("connectionstatechange", self._connection_state_changed)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -92,7 +95,7 @@ class Leg:
         except Exception as exc:  # aiortc raises assorted errors on offers it cannot use
             await self.close()
             raise InvalidOffer(f"offer rejected: {exc}") from None
-        self._pending = {m.kind for m in self._media}
+        self._pending = set(range(len(self._media)))
         self._set_state("connecting")
         return pc.localDescription.sdp
 
@@ -161,14 +164,14 @@ class Leg:
     # --- internals --------------------------------------------------------------------------
 
     def _media_ready(self, media: NegotiatedMedia) -> None:
-        self._pending.discard(media.kind)
+        self._pending.discard(next(i for i, m in enumerate(self._media) if m is media))
         if self._pending or self.state != "connecting" or self._pc is None:
             return
         params: dict[str, KindParams] = {}
-        for m in self._media:
+        for stream, m in zip(self._streams, self._media, strict=True):
             p = kind_params(m)
             if p is not None:
-                params[p.kind] = p
+                params[stream] = p
         wire = aiortc_glue.take_over_wire(
             self._pc, self._on_rtp, self._on_rtcp, self._on_error, self._latency
         )
@@ -205,8 +208,27 @@ class Leg:
             logger.exception("event=leg_state_callback_failed")
 
 
+def _stream_names(kinds: list[str]) -> list[str]:
+    """Each m-line's stream, in offer order: the first video m-line is the camera, a second
+    one the screen (parse_offer allows no more)."""
+    seen: dict[str, int] = {}
+    names = []
+    for kind in kinds:
+        index = seen.get(kind, 0)
+        seen[kind] = index + 1
+        names.append(STREAMS_BY_KIND[kind][index])
+    return names
+
+
+# What an offer may hold: the call page offers audio, camera, screen (sent only while shared,
+# docs/architecture.md#screen-sharing) and the chat channel; older pages offer no screen line.
+MAX_MEDIA_LINES = {kind: len(streams) for kind, streams in STREAMS_BY_KIND.items()}
+MAX_MEDIA_LINES["application"] = 1
+
+
 def parse_offer(offer_sdp: str) -> aiortc_sdp.SessionDescription:
-    """Parse and check a browser offer: one audio and/or one video m-line, bundled, DTLS."""
+    """Parse and check a browser offer: at most one audio, two video (camera, screen) and one
+    data m-line, bundled, DTLS."""
     if not isinstance(offer_sdp, str) or not offer_sdp.strip():
         raise InvalidOffer("empty offer")
     if len(offer_sdp.encode()) > MAX_OFFER_BYTES:
@@ -231,8 +253,8 @@ def parse_offer(offer_sdp: str) -> aiortc_sdp.SessionDescription:
             raise InvalidOffer("offer lacks a=mid")
     if not counts.get("audio") and not counts.get("video"):
         raise InvalidOffer("offer has neither audio nor video")
-    if any(n > 1 for n in counts.values()):
-        raise InvalidOffer("at most one audio, one video and one data m-line")
+    if any(n > MAX_MEDIA_LINES[kind] for kind, n in counts.items()):
+        raise InvalidOffer("at most one audio, two video (camera, screen) and one data m-line")
     bundle = next((g for g in description.group if g.semantic == "BUNDLE"), None)
     if bundle is None or len(bundle.items) != len(description.media):
         raise InvalidOffer("offer must bundle all media on one transport")

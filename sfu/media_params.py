@@ -14,6 +14,15 @@ if TYPE_CHECKING:
     from .aiortc_glue import NegotiatedMedia
 
 
+# The streams a leg can carry, each on its own m-line: the forwarder keeps one upstream and one
+# downstream per stream, and a stream goes to the other leg's stream of the same name. The first
+# video m-line is the camera, a second one the shared screen (docs/architecture.md#screen-sharing).
+AUDIO = "audio"
+CAMERA = "video"
+SCREEN = "screen"
+STREAMS_BY_KIND = {"audio": (AUDIO,), "video": (CAMERA, SCREEN)}
+
+
 @dataclass(frozen=True, slots=True)
 class KindParams:
     """One leg's negotiated parameters for one kind (audio or video).
@@ -31,6 +40,9 @@ class KindParams:
     local_ssrc: int  # the SSRC the relay sends this leg's browser for this kind
     local_rtx_ssrc: int | None
     feedback: frozenset[tuple[str, str | None]]
+    # the SSRCs the browser announced for this m-line (media, then RTX): with two video m-lines
+    # of the same payload type, they (or the mid extension) tell the camera from the screen
+    remote_ssrcs: tuple[int, ...] = ()
 
     @property
     def nack(self) -> bool:
@@ -71,4 +83,18 @@ def kind_params(media: NegotiatedMedia) -> KindParams | None:
         local_ssrc=media.local_ssrc,
         local_rtx_ssrc=media.local_rtx_ssrc if rtx else None,
         feedback=frozenset((fb.type, fb.parameter) for fb in main.rtcpFeedback),
+        remote_ssrcs=_announced_ssrcs(media),
     )
+
+
+def _announced_ssrcs(media: NegotiatedMedia) -> tuple[int, ...]:
+    """The media and RTX SSRCs the browser's offer listed for this m-line, if any."""
+    receive = media.receive
+    if receive is None:
+        return ()
+    ssrcs: list[int] = []
+    for encoding in receive.encodings:
+        ssrcs.append(encoding.ssrc)
+        if encoding.rtx is not None:
+            ssrcs.append(encoding.rtx.ssrc)
+    return tuple(ssrcs)
