@@ -83,7 +83,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
-    "Permissions-Policy": "camera=(self), microphone=(self), display-capture=()",
+    "Permissions-Policy": "camera=(self), microphone=(self), display-capture=(self)",
 }
 
 # A plain page, in both of the service's languages: no template, script or stylesheet that could

@@ -2,12 +2,15 @@
 // (docs/protocol.md). It knows nothing of the page; the page listens to its events:
 //   phase {from, to}, joined {seat, peer}, peer {state, name?}, track MediaStream,
 //   connection <pc state>, media {state}, reconnecting, ended {reason}, left, fatal {code},
-//   error {code, message}, e2ee {state, code, safetyCode}, chat {from: "me" | "peer", text}
+//   error {code, message}, e2ee {state, code, safetyCode}, chat {from: "me" | "peer", text},
+//   screen-track MediaStream (the other's screen m-line), screen {mine, peer} (who shares now),
+//   audio-only {mine, peer} (who sends no camera because the link is weak)
 //
 // End-to-end encryption (media.e2ee, announced in `joined`): a fresh key agreement per join
 // (e2ee-keys.js) whose keys go to the frame transforms (e2ee-media.js) and the chat.
 import { KeyAgreement, openChat, sealChat } from "./e2ee-keys.js";
 import { MediaEncryption, e2eeSupported } from "./e2ee-media.js";
+import { CONTROL, chatText, decodeChannelText, encodeControl } from "./peer-control.js";
 import { CHAT_CHANNEL_ID, CHAT_CHANNEL_LABEL, CHAT_MAX_CHARS, CLOSE_ENDED, ERROR, SHUTDOWN } from "./protocol.js";
 import { ReconnectingSocket } from "./socket.js";
 
@@ -27,6 +30,15 @@ const STALL_TIMEOUT_MS = 6000;
 const STALL_CHECK_MS = 2000;
 const FIRST_RESTART_DELAY_MS = 1000;
 const MAX_RESTART_DELAY_MS = 10000;
+// A shared screen is text and lines: sharp pictures at a few frames a second beat smooth
+// motion. Capped at 1920×1080 (a worksheet stays legible, the upload stays bounded) and 5 fps,
+// at most 1.5 Mbit/s; under pressure the encoder keeps the resolution and drops frames.
+export const SCREEN_CAPTURE = Object.freeze({
+  video: { width: { max: 1920 }, height: { max: 1080 }, frameRate: { ideal: 5, max: 5 } },
+  audio: false,
+});
+const SCREEN_MAX_BITRATE = 1_500_000;
+const SCREEN_MAX_FRAMERATE = 5;
 
 /**
  * The session's phases and the moves allowed from each. Anything else is a bug or a late event
@@ -86,6 +98,12 @@ export class CallSession extends EventTarget {
     this.chatKeys = null;
     this.chat = null;
     this.e2eeState = { state: "waiting", code: null, safetyCode: null };
+    // the screen and the audio-only switch (peer-control.js tells the other page)
+    this.screenTrack = null; // our shared screen, while we share
+    this.screenStream = new MediaStream(); // its own msid, apart from camera and microphone
+    this.screenTransceiver = null; // of the current peer connection (mid "2")
+    this.audioOnly = false; // we send no camera: the link is weak
+    this.peerControl = { screen: false, audioOnly: false }; // what the other page last said
 
     this.socket.addEventListener("open", () => {
       if (this.moveTo("joining")) this.send({ type: "join", ...this.join });
@@ -123,8 +141,117 @@ export class CallSession extends EventTarget {
     }
     this.stream.addTrack(track);
     const transceiver = this.pc && this.transceiverFor(track.kind);
-    if (transceiver) await transceiver.sender.replaceTrack(track);
+    if (transceiver) await transceiver.sender.replaceTrack(this.outgoing(track.kind));
     if (old && old !== track) old.stop();
+  }
+
+  /** What the sender of `kind` sends now: the camera pauses while the call is audio only. */
+  outgoing(kind) {
+    const track = this.stream.getTracks().find((t) => t.kind === kind) || null;
+    return kind === "video" && this.videoPaused ? null : track;
+  }
+
+  /** Audio only while either page says the link is weak: the link between them is shared. */
+  get videoPaused() {
+    return this.audioOnly || this.peerControl.audioOnly;
+  }
+
+  // --- screen sharing: a pre-negotiated second video m-line, so starting and stopping is a
+  // replaceTrack on the relay's existing leg, never a renegotiation or a reconnect
+
+  /** Ask the browser for a screen and share it; throws the getDisplayMedia DOMException. */
+  async startScreenShare() {
+    if (this.screenTrack) return;
+    const captured = await navigator.mediaDevices.getDisplayMedia(SCREEN_CAPTURE);
+    const track = captured.getVideoTracks()[0];
+    if (this.done) {
+      track.stop();
+      return;
+    }
+    track.contentHint = "detail";
+    // the browser's own "stop sharing" bar ends the track
+    track.addEventListener("ended", () => this.stopScreenShare());
+    this.screenTrack = track;
+    this.screenStream.addTrack(track);
+    await this.sendScreen();
+    this.screenChanged();
+  }
+
+  /** Stop sharing (our button, the browser's bar, or the other page asked). */
+  async stopScreenShare() {
+    const track = this.screenTrack;
+    if (!track) return;
+    this.screenTrack = null;
+    this.screenStream.removeTrack(track);
+    track.stop();
+    await this.sendScreen();
+    this.screenChanged();
+  }
+
+  /** Ask the sharing page to stop sharing its screen. */
+  askToStopScreen() {
+    return this.sendControl({ type: CONTROL.STOP_SCREEN });
+  }
+
+  async sendScreen() {
+    const transceiver = this.screenTransceiver;
+    if (!transceiver || !this.pc) return;
+    await transceiver.sender.replaceTrack(this.screenTrack).catch(() => {});
+    if (this.screenTrack) await tuneScreenSender(transceiver.sender);
+  }
+
+  screenChanged() {
+    this.sendState();
+    this.emit("screen", { mine: Boolean(this.screenTrack), peer: this.peerControl.screen });
+  }
+
+  // --- weak connection: audio only
+
+  /** Send no camera (true) or send it again (false); the other page is told and follows. */
+  async setAudioOnly(on) {
+    if (this.audioOnly === on) return;
+    this.audioOnly = on;
+    await this.applyVideoPause();
+    this.sendState();
+  }
+
+  async applyVideoPause() {
+    const transceiver = this.pc && this.transceiverFor("video");
+    if (transceiver) await transceiver.sender.replaceTrack(this.outgoing("video")).catch(() => {});
+    this.emit("audio-only", { mine: this.audioOnly, peer: this.peerControl.audioOnly });
+  }
+
+  // --- control messages to the other page, inside the encrypted chat channel
+
+  sendState() {
+    return this.sendControl({ type: CONTROL.STATE, screen: Boolean(this.screenTrack), audioOnly: this.audioOnly });
+  }
+
+  async sendControl(message) {
+    const channel = this.chat;
+    const keys = this.chatKeys;
+    if (!channel || channel.readyState !== "open" || !keys) return false;
+    channel.send(await sealChat(keys, encodeControl(message)));
+    return true;
+  }
+
+  async onControl(message) {
+    if (message.type === CONTROL.STOP_SCREEN) {
+      await this.stopScreenShare();
+      return;
+    }
+    const before = this.peerControl;
+    this.peerControl = { screen: message.screen, audioOnly: message.audioOnly };
+    if (before.screen !== message.screen) this.screenChanged();
+    if (before.audioOnly !== message.audioOnly) await this.applyVideoPause();
+  }
+
+  /** The other page is gone or new: what it said no longer holds. */
+  forgetPeerControl() {
+    const before = this.peerControl;
+    this.peerControl = { screen: false, audioOnly: false };
+    if (before.screen) this.screenChanged();
+    if (before.audioOnly) this.applyVideoPause();
   }
 
   async getStats() {
@@ -177,7 +304,9 @@ export class CallSession extends EventTarget {
         break;
       case "peer":
         this.peerState = message.state;
+        if (message.state !== "connected") this.forgetPeerControl();
         this.emit("peer", message);
+        if (message.state === "connected") this.sendState(); // a new page of the other learns ours
         break;
       case "media":
         this.emit("media", message);
@@ -241,19 +370,25 @@ export class CallSession extends EventTarget {
     this.pendingCandidates = [];
     const current = () => generation === this.generation && !this.done;
 
-    // Audio first, then video: the relay expects mids "0" and "1"; then the chat channel, so
-    // the offer has an application m-line. Transforms go on before the offer.
+    // Audio, camera, screen: the relay expects mids "0", "1" and "2"; then the chat channel,
+    // so the offer has an application m-line. Transforms go on before the offer, on the screen
+    // too: it is encrypted like the camera, with the same keys and frame counter.
     for (const mediaKind of ["audio", "video"]) {
       const track = this.stream.getTracks().find((t) => t.kind === mediaKind);
       let transceiver;
       if (track) {
         const sender = pc.addTrack(track, this.stream);
         transceiver = pc.getTransceivers().find((t) => t.sender === sender);
+        if (mediaKind === "video" && this.videoPaused) sender.replaceTrack(null);
       } else {
         transceiver = pc.addTransceiver(mediaKind, { direction: "sendrecv" });
       }
       if (this.encryption) this.encryption.attach(transceiver, mediaKind);
     }
+    const screen = pc.addTransceiver(this.screenTrack || "video", { direction: "sendrecv", streams: [this.screenStream] });
+    this.screenTransceiver = screen;
+    if (this.encryption) this.encryption.attach(screen, "video");
+    if (this.screenTrack) tuneScreenSender(screen.sender);
     this.openChat(pc.createDataChannel(CHAT_CHANNEL_LABEL, { negotiated: true, id: CHAT_CHANNEL_ID }), current);
     pc.addEventListener("icecandidate", (event) => {
       if (!current()) return;
@@ -265,7 +400,9 @@ export class CallSession extends EventTarget {
       else this.pendingCandidates.push(message);
     });
     pc.addEventListener("track", (event) => {
-      if (current()) this.emit("track", event.streams[0] || new MediaStream([event.track]));
+      if (!current()) return;
+      if (event.transceiver === screen) this.emit("screen-track", new MediaStream([event.track]));
+      else this.emit("track", event.streams[0] || new MediaStream([event.track]));
     });
     const onState = () => {
       if (current()) this.onConnectionState(pc, generation);
@@ -297,6 +434,8 @@ export class CallSession extends EventTarget {
     }
     this.answered = true;
     this.hasLeg = true;
+    // encodings exist only now: a share that outlived a reconnect gets its limits again
+    if (this.screenTrack && this.screenTransceiver) tuneScreenSender(this.screenTransceiver.sender);
     for (const message of this.pendingCandidates) this.send(message);
     this.pendingCandidates = [];
   }
@@ -384,6 +523,7 @@ export class CallSession extends EventTarget {
       if (agreement !== this.agreement || this.done) return;
       this.encryption.setKeys(event.detail);
       this.chatKeys = event.detail.chat;
+      this.sendState(); // the first moment the other page can read it
     });
     agreement.addEventListener("state", (event) => {
       if (agreement === this.agreement) this.setE2eeState(event.detail);
@@ -426,17 +566,25 @@ export class CallSession extends EventTarget {
   openChat(channel, current) {
     channel.binaryType = "arraybuffer";
     if (current()) this.chat = channel;
+    // a new channel (reconnect) or new keys (the other rejoined): say what we do now
+    channel.addEventListener("open", () => {
+      if (current()) this.sendState();
+    });
     channel.addEventListener("message", async (event) => {
       if (!current() || !this.chatKeys || !(event.data instanceof ArrayBuffer)) return;
       const text = await openChat(this.chatKeys, new Uint8Array(event.data));
-      if (text !== null) this.emit("chat", { from: "peer", text: text.slice(0, CHAT_MAX_CHARS) });
+      if (text === null) return;
+      const { chat, control } = decodeChannelText(text);
+      if (control) this.onControl(control);
+      else if (chat !== undefined) this.emit("chat", { from: "peer", text: chat.slice(0, CHAT_MAX_CHARS) });
     });
   }
 
   /** Send a chat message; false when it cannot be sent encrypted right now. */
-  async sendChat(text) {
+  async sendChat(typed) {
     const channel = this.chat;
     const keys = this.chatKeys;
+    const text = typed ? chatText(typed) : "";
     if (!channel || channel.readyState !== "open" || !keys || !text) return false;
     channel.send(await sealChat(keys, text.slice(0, CHAT_MAX_CHARS)));
     this.emit("chat", { from: "me", text });
@@ -452,6 +600,7 @@ export class CallSession extends EventTarget {
     clearTimeout(this.disconnectTimer);
     clearTimeout(this.connectTimer);
     this.chat = null;
+    this.screenTransceiver = null;
     if (this.pc) {
       this.pc.close();
       this.pc = null;
@@ -479,6 +628,8 @@ export class CallSession extends EventTarget {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     this.closePeer();
+    if (this.screenTrack) this.screenTrack.stop();
+    this.screenTrack = null;
     this.chatKeys = null;
     this.agreement = null;
     if (this.encryption) this.encryption.close();
@@ -498,6 +649,16 @@ export class CallSession extends EventTarget {
   emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
+}
+
+/** Few frames, bounded bitrate, sharp text (SCREEN_CAPTURE); not every browser takes all. */
+async function tuneScreenSender(sender) {
+  const parameters = sender.getParameters();
+  if (!parameters.encodings || parameters.encodings.length === 0) return; // before negotiation
+  parameters.encodings[0].maxBitrate = SCREEN_MAX_BITRATE;
+  parameters.encodings[0].maxFramerate = SCREEN_MAX_FRAMERATE;
+  parameters.degradationPreference = "maintain-resolution";
+  await sender.setParameters(parameters).catch(() => {});
 }
 
 /** connectionState where the browser has it (Firefox only recently), else ICE's. */

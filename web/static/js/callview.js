@@ -3,7 +3,8 @@
 // "reconnecting" banner. Status changes are announced through an aria-live region.
 import { t, locale } from "./i18n.js";
 import { icon } from "./icons.js";
-import { fillDeviceSelects, getTrack, setSpeaker, speakerSelectable } from "./media.js";
+import { AudioOnlyPolicy, judge, linkSample } from "./link-quality.js";
+import { fillDeviceSelects, getTrack, screenShareSupported, setSpeaker, speakerSelectable } from "./media.js";
 import { CHAT_MAX_CHARS, ERROR, GONE_LEFT, GONE_LOST } from "./protocol.js";
 import { SessionClock, forgetSessionStart } from "./sessionclock.js";
 
@@ -30,6 +31,9 @@ export function showCall({ session, stream, role, onFinished, speakerId, clock }
   const devicesButton = $("btn-devices");
   const panel = $("device-panel");
   const selects = { camera: $("call-camera"), microphone: $("call-microphone"), speaker: $("call-speaker") };
+  const screenVideo = $("screen-video");
+  const screenButton = $("btn-screen");
+  let viewerHidden = false; // we asked the sharer to stop: no large view until it shares anew
 
   let peer = { state: "absent", name: null, reason: null };
   let recovering = false; // between "reconnecting" and "connected": say so when it is back
@@ -82,6 +86,12 @@ export function showCall({ session, stream, role, onFinished, speakerId, clock }
     }
     updatePlaceholder();
   });
+  session.addEventListener("screen-track", (event) => {
+    screenVideo.srcObject = event.detail;
+    screenVideo.play().catch(() => {});
+  });
+  session.addEventListener("screen", (event) => showScreen(event.detail));
+  session.addEventListener("audio-only", (event) => showAudioOnly(event.detail));
   session.addEventListener("e2ee", (event) => showEncryption(event.detail));
   session.addEventListener("chat", (event) => showChat(event.detail));
   session.addEventListener("error", (event) => {
@@ -124,6 +134,35 @@ export function showCall({ session, stream, role, onFinished, speakerId, clock }
   selects.camera.addEventListener("change", () => switchDevice("video", selects.camera.value));
   selects.microphone.addEventListener("change", () => switchDevice("audio", selects.microphone.value));
   selects.speaker.addEventListener("change", () => setSpeaker(remote, selects.speaker.value).catch(() => {}));
+  screenButton.hidden = !screenShareSupported;
+  screenButton.addEventListener("click", async () => {
+    if (session.screenTrack) {
+      await session.stopScreenShare();
+      return;
+    }
+    try {
+      await session.startScreenShare();
+    } catch {
+      announce(t("screen.failed")); // refused in the browser's picker, or none to share
+    }
+  });
+  $("btn-screen-stop").addEventListener("click", async () => {
+    if (session.screenTrack) await session.stopScreenShare();
+    else if (session.peerControl.screen) {
+      // the viewer's "stop": the sharer's page stops it, and both return to the camera
+      session.askToStopScreen();
+      viewerHidden = true;
+      showScreen({ mine: false, peer: true });
+    }
+  });
+  $("btn-audio-only").addEventListener("click", () => {
+    linkWatch.policy.switchToAudio();
+    session.setAudioOnly(true);
+  });
+  $("btn-video-back").addEventListener("click", () => {
+    linkWatch.policy.reset();
+    session.setAudioOnly(false);
+  });
   $("btn-leave").addEventListener("click", () => session.leave());
   $("btn-end").addEventListener("click", () => {
     if (confirm(t("call.endConfirm"))) session.end();
@@ -147,6 +186,46 @@ export function showCall({ session, stream, role, onFinished, speakerId, clock }
     if (await session.sendChat(text)) input.value = "";
     else announce(t("chat.notSent"));
   });
+
+  // --- screen sharing: the other's screen large, their camera as a small tile
+
+  function showScreen({ mine, peer: peerShares }) {
+    if (!peerShares) viewerHidden = false;
+    const large = peerShares && !viewerHidden;
+    const call = $("call");
+    const before = call.dataset.sharing || "";
+    call.dataset.sharing = large ? "peer" : mine ? "me" : "";
+    screenVideo.hidden = !large;
+    if (large) screenVideo.play().catch(() => {});
+    screenButton.setAttribute("aria-pressed", String(mine));
+    screenButton.textContent = t(mine ? "screen.stopMine" : "screen.share");
+    $("screen-bar").hidden = !(large || mine);
+    $("screen-text").textContent = mine ? t("screen.mineShown") : large ? t("screen.peerShown") : "";
+    if (before !== call.dataset.sharing) {
+      announce(t(call.dataset.sharing === "peer" ? "screen.peerStarted" : call.dataset.sharing === "me" ? "screen.mineStarted" : "screen.ended"));
+    }
+  }
+
+  // --- weak connection: offered, then switched to audio only; both pages say so
+
+  function showLinkMode(mode) {
+    if (mode === "audio-only" && !session.audioOnly) session.setAudioOnly(true);
+    else if (mode === "video" && session.audioOnly) session.setAudioOnly(false);
+    else showAudioOnly({ mine: session.audioOnly, peer: session.peerControl.audioOnly, offer: mode === "offer" });
+  }
+
+  function showAudioOnly({ mine, peer: peerWeak, offer = false }) {
+    const call = $("call");
+    const audioOnly = mine || peerWeak;
+    const before = call.dataset.audioOnly === "true";
+    call.dataset.audioOnly = String(audioOnly);
+    const notice = $("link-notice");
+    notice.hidden = !audioOnly && !offer;
+    $("link-notice-text").textContent = audioOnly ? t("link.audioOnly") : offer ? t("link.offer") : "";
+    $("btn-audio-only").hidden = audioOnly || !offer;
+    $("btn-video-back").hidden = !mine;
+    if (audioOnly !== before) announce(t(audioOnly ? "link.audioOnly" : "link.videoBackAnnounce"));
+  }
 
   // --- end-to-end encryption: a lock, the state, and the safety code to compare aloud
 
@@ -272,12 +351,15 @@ export function showCall({ session, stream, role, onFinished, speakerId, clock }
   const quality = new QualityMeter(session, $("quality"), $("quality-text"), $("quality-details"), (level) => {
     if (level === "poor") announce(t("quality.poorAnnounce"));
   });
+  const linkWatch = new LinkWatch(session, showLinkMode);
 
   function finish(kind, detail) {
     if (finished) return;
     finished = true;
     quality.stop();
+    linkWatch.stop();
     sessionClock.stop();
+    screenVideo.srcObject = null;
     if (kind === "ended") forgetSessionStart();
     remote.srcObject = null;
     self.srcObject = null;
@@ -291,6 +373,39 @@ export function showCall({ session, stream, role, onFinished, speakerId, clock }
 
   function deviceLabels() {
     return { camera: t("devices.camera"), microphone: t("devices.microphone"), speaker: t("devices.speaker") };
+  }
+}
+
+/** Samples getStats() every two seconds for link-quality.js while both are in the call. */
+class LinkWatch {
+  constructor(session, onMode) {
+    this.session = session;
+    this.onMode = onMode;
+    this.policy = new AudioOnlyPolicy();
+    this.before = null;
+    this.timer = setInterval(() => this.sample().catch(() => {}), STATS_INTERVAL_MS);
+  }
+
+  stop() {
+    clearInterval(this.timer);
+  }
+
+  async sample() {
+    const session = this.session;
+    const pc = session.pc;
+    if (!pc || session.phase !== "connected" || session.peerState !== "connected") {
+      this.before = null;
+      return;
+    }
+    const report = await session.getStats();
+    if (!report || pc !== session.pc) return;
+    const sample = linkSample(report, this.before && this.before.pc === pc ? this.before : null);
+    const first = !this.before || this.before.pc !== pc;
+    sample.pc = pc;
+    this.before = sample;
+    if (first) return; // deltas need two samples
+    const mode = this.policy.update(judge(sample, { audioOnly: session.audioOnly }));
+    this.onMode(mode);
   }
 }
 

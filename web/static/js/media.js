@@ -12,6 +12,8 @@ export function browserSupported() {
 }
 
 export const speakerSelectable = "setSinkId" in HTMLMediaElement.prototype;
+// Phones' browsers have no getDisplayMedia: no "share screen" button there.
+export const screenShareSupported = Boolean(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
 
 /** Camera and microphone; `devices` may name a deviceId per kind. Throws a DOMException. */
 export async function getMedia({ camera, microphone } = {}) {
