@@ -164,6 +164,12 @@ def _parser() -> argparse.ArgumentParser:
         ("disable", "Stop a therapist from signing in.", _therapist_disable),
         ("enable", "Allow a disabled therapist to sign in again.", _therapist_enable),
         ("reset-password", "Set a new password." + password_note, _therapist_reset_password),
+        (
+            "totp-reset",
+            "Remove the account's authenticator app and recovery codes (a lost phone, a changed "
+            "session secret); the therapist signs in with the password and sets it up again.",
+            _therapist_totp_reset,
+        ),
     ):
         sub = command(therapist_commands, name, help_text, run)
         sub.add_argument("name", metavar="NAME", help="username: a-z 0-9 . _ -, 2 to 64 long")
@@ -417,6 +423,20 @@ async def _admin_remove(config: Config, args: argparse.Namespace) -> None:
             raise CommandError(f"no therapist named {name!r}") from None
         await audit(storage, "cli", "admin_revoked", name)
     print(f"{name!r} is no longer an admin.")
+
+
+async def _therapist_totp_reset(config: Config, args: argparse.Namespace) -> None:
+    name = _username(args.name)
+    async with _storage(config) as storage:
+        therapist = await storage.get_therapist(name)
+        if therapist is None:
+            raise CommandError(f"no therapist named {name!r}")
+        removed = await storage.delete_totp(therapist.id)
+    print(
+        f"Two-factor sign-in of {name!r} removed."
+        if removed
+        else f"{name!r} had no two-factor sign-in."
+    )
 
 
 async def _apikey_create(config: Config, args: argparse.Namespace) -> None:

@@ -30,16 +30,21 @@ async def enrol(api, username="alice") -> tuple[str, list[str]]:
         remember(secret)
         assert body["qr_svg"].startswith("data:image/svg+xml")
         assert body["otpauth_uri"].startswith("otpauth://totp/")
+        ENROLMENT_CODES[username] = pyotp.TOTP(secret).now()
         status, body, _ = await call(
             client,
             "POST",
             "/api/therapist/totp/confirm",
-            json={"code": pyotp.TOTP(secret).now()},
+            json={"code": ENROLMENT_CODES[username]},
             headers={"X-CSRF-Token": csrf},
         )
         assert status == 200, body
         remember(*body["recovery_codes"])
         return secret, body["recovery_codes"]
+
+
+# the code each enrolment was confirmed with, by username
+ENROLMENT_CODES: dict[str, str] = {}
 
 
 def later_code(secret: str) -> str:
@@ -120,9 +125,9 @@ async def test_a_code_works_once(api):
 
 async def test_the_enrolment_code_cannot_sign_in_again(api):
     await api.add_therapist("alice")
-    secret, _ = await enrol(api)
-    # the step the enrolment used, or an earlier one: both are spent
-    code = pyotp.TOTP(secret).at(time.time() - 30)
+    await enrol(api)
+    # the very code that confirmed the enrolment: its step is spent
+    code = ENROLMENT_CODES["alice"]
     async with api.client() as client:
         _, body, _ = await login(client)
         status, body, _ = await call(
@@ -302,3 +307,19 @@ async def _signed_in_with_code(api, secret):
     assert status == 200, body
     remember(body["csrf_token"], *(c.value for c in client.cookie_jar))
     return client, body["csrf_token"]
+
+
+async def test_cli_totp_reset_lets_the_password_alone_sign_in_again(api, run_cli, tmp_path):
+    await api.add_therapist("alice")
+    await enrol(api)
+    config = tmp_path / "api-config.yaml"
+    result = run_cli("therapist", "totp-reset", "alice", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "removed" in result.stdout
+    async with api.client() as client:
+        status, body, _ = await login(client)
+        assert status == 200
+        assert "csrf_token" in body
+    result = run_cli("therapist", "totp-reset", "nobody", "--config", str(config))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
