@@ -148,9 +148,6 @@ def create_app(
     AdminApi(config, storage).register(app.router)
     SetPasswordApi(config, storage).register(app.router)
     OwnRecordsApi(config, storage).register(app.router)
-    AdminApi(config, storage).register(app.router)
-    SetPasswordApi(config, storage).register(app.router)
-    OwnRecordsApi(config, storage).register(app.router)
     ClientApi(config, storage).register(app.router)
     app[SIGNALING] = SignalingEndpoint(
         config, storage, lambda: app[CONSULTATIONS], metrics=metrics, drain=drain
@@ -159,7 +156,6 @@ def create_app(
     Pages(config, storage).register(app.router)
     app.cleanup_ctx.append(live_media(config, storage))
     app.cleanup_ctx.append(_purge_periodically)
-    app.cleanup_ctx.append(record_health_periodically(storage))
     app.cleanup_ctx.append(record_health_periodically(storage))
     return app
 

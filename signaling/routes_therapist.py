@@ -66,8 +66,8 @@ class TherapistApi:
         self,
         config: Config,
         storage: Storage,
-        session_secret: str = "",
         login_attempts: LoginAttempts | None = None,
+        session_secret: str = "",
     ) -> None:
         self._config = config
         self._storage = storage
