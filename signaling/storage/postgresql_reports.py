@@ -12,6 +12,7 @@ from signaling.storage.rows import (
     consent_record_from_row,
     format_time,
     health_count_from_row,
+    retention_cutoff,
 )
 
 __all__ = ["Reports"]
@@ -72,7 +73,7 @@ class Reports:
         return [consent_record_from_row(row) for row in rows]
 
     async def purge(self, now: dt.datetime, retention_days: int) -> int:
-        cutoff_day = now.astimezone(dt.UTC).date() - dt.timedelta(days=retention_days)
+        cutoff_day = retention_cutoff(now, retention_days)
         cutoff_time = f"{cutoff_day.isoformat()}T00:00:00Z"
         deleted = 0
         async with self._database.transaction() as connection:

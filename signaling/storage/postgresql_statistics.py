@@ -13,7 +13,12 @@ import datetime as dt
 
 from signaling.storage.base import PurgeResult, SessionStatistic
 from signaling.storage.postgresql_database import Database
-from signaling.storage.rows import PURGED_FIELDS, format_time, statistic_from_row
+from signaling.storage.rows import (
+    PURGED_FIELDS,
+    format_time,
+    retention_cutoff,
+    statistic_from_row,
+)
 
 __all__ = ["Statistics"]
 
@@ -47,9 +52,7 @@ class Statistics:
         return [statistic_from_row(row) for row in rows]
 
     async def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
-        cutoff_date = (
-            now.astimezone(dt.UTC).date() - dt.timedelta(days=retention_days)
-        ).isoformat()
+        cutoff_date = (retention_cutoff(now, retention_days)).isoformat()
         cleared = ", ".join(f"{column} = NULL" for column in PURGED_FIELDS)
         async with self._database.transaction() as connection:
             # the crisis cards of the appointments about to be cleared go in the same

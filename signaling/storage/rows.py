@@ -26,6 +26,7 @@ from signaling.storage.base import (
 
 __all__ = [
     "PURGED_FIELDS",
+    "RETENTION_MONTHS_AT_MOST",
     "api_key_from_row",
     "appointment_column_value",
     "appointment_from_row",
@@ -38,6 +39,7 @@ __all__ = [
     "now_text",
     "optional_time",
     "parse_time",
+    "retention_cutoff",
     "statistic_from_row",
     "therapist_from_row",
 ]
@@ -187,3 +189,25 @@ def consent_record_from_row(row: Row) -> ConsentRecord:
         terms_version=row["terms_version"],
         consent_at=parse_time(row["consent_at"]),
     )
+
+
+# Session dates, health counts and consent proofs are kept for `privacy.statistics_retention_days`
+# (at most 92, so a whole quarter fits for the KV billing), but never longer than three calendar
+# months: 92 days reach back past three months when February is among them (Jan 31 -> Apr 30
+# is only 89 days).
+RETENTION_MONTHS_AT_MOST = 3
+
+
+def retention_cutoff(now: dt.datetime, retention_days: int) -> dt.date:
+    """The first day still kept: `retention_days` back from `now`'s UTC date, but no further
+    back than the same day three calendar months earlier. Where that day does not exist (30 May
+    -> "30 February"), the first of the next month: 28 February plus three months is 28 May,
+    already past on 30 May."""
+    today = now.astimezone(dt.UTC).date()
+    by_days = today - dt.timedelta(days=retention_days)
+    year, month_index = divmod(today.year * 12 + today.month - 1 - RETENTION_MONTHS_AT_MOST, 12)
+    month = month_index + 1
+    first_of_next = dt.date(year + month // 12, month % 12 + 1, 1)
+    last_day = (first_of_next - dt.timedelta(days=1)).day
+    by_months = dt.date(year, month, today.day) if today.day <= last_day else first_of_next
+    return max(by_days, by_months)

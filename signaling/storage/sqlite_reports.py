@@ -12,6 +12,7 @@ from signaling.storage.rows import (
     consent_record_from_row,
     format_time,
     health_count_from_row,
+    retention_cutoff,
 )
 from signaling.storage.sqlite_database import Database
 
@@ -74,7 +75,7 @@ class Reports:
 
     def purge(self, now: dt.datetime, retention_days: int) -> int:
         """Delete what is older than the retention; return how many rows went."""
-        cutoff_day = now.astimezone(dt.UTC).date() - dt.timedelta(days=retention_days)
+        cutoff_day = retention_cutoff(now, retention_days)
         # times are text with a Z; midnight of the cutoff day in that form compares as time
         cutoff_time = f"{cutoff_day.isoformat()}T00:00:00Z"
         db = self._database.db

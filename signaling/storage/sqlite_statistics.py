@@ -6,7 +6,12 @@ from __future__ import annotations
 import datetime as dt
 
 from signaling.storage.base import PurgeResult, SessionStatistic
-from signaling.storage.rows import PURGED_FIELDS, format_time, statistic_from_row
+from signaling.storage.rows import (
+    PURGED_FIELDS,
+    format_time,
+    retention_cutoff,
+    statistic_from_row,
+)
 from signaling.storage.sqlite_database import Database
 
 __all__ = ["Statistics"]
@@ -45,9 +50,7 @@ class Statistics:
         return [statistic_from_row(row) for row in rows]
 
     def purge(self, now: dt.datetime, retention_days: int) -> PurgeResult:
-        cutoff_date = (
-            now.astimezone(dt.UTC).date() - dt.timedelta(days=retention_days)
-        ).isoformat()
+        cutoff_date = (retention_cutoff(now, retention_days)).isoformat()
         cleared = ", ".join(f"{column} = NULL" for column in PURGED_FIELDS)
         db = self._database.db
         with self._database.transaction():

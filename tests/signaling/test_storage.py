@@ -285,6 +285,17 @@ async def test_purge_deletes_statistics_older_than_retention(storage, therapist)
     assert await storage.list_session_statistics(therapist.id) == [kept_old, kept_new]
 
 
+async def test_purge_keeps_statistics_no_longer_than_three_calendar_months(storage, therapist):
+    # 92 days back from 30 April is 28 January: past three calendar months (30 January)
+    today = dt.date(2025, 4, 30)
+    await storage.record_session_statistic(therapist.id, dt.date(2025, 1, 29), 3000)
+    kept = await storage.record_session_statistic(therapist.id, dt.date(2025, 1, 30), 2900)
+    now = dt.datetime.combine(today, dt.time(12, 0), tzinfo=UTC)
+    result = await storage.purge(now, retention_days=92)
+    assert result.statistics_deleted == 1
+    assert await storage.list_session_statistics(therapist.id) == [kept]
+
+
 async def test_session_statistic_holds_only_date_and_length(storage_backend, storage, therapist):
     stat = await storage.record_session_statistic(therapist.id, dt.date(2025, 1, 2), 3000)
     columns = [column[0] for column in storage_backend.columns()["session_statistics"]]
