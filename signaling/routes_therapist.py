@@ -164,7 +164,11 @@ class TherapistApi:
 
     async def me(self, request: web.Request, signed_in: SignedIn) -> web.Response:
         return web.json_response(
-            {"username": signed_in.therapist.username, "csrf_token": signed_in.session.csrf_token}
+            {
+                "username": signed_in.therapist.username,
+                "csrf_token": signed_in.session.csrf_token,
+                "is_admin": signed_in.therapist.is_admin,  # the dashboard links to /admin then
+            }
         )
 
     # --- settings

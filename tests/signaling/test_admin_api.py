@@ -344,3 +344,11 @@ async def test_the_admin_page_needs_a_session_and_the_role(api, admin):
     async with session.get("/admin") as response:
         assert response.status == 200
         assert 'src="/api/admin/usage-sessions.svg"' in await response.text()
+
+
+async def test_me_tells_the_dashboard_whether_to_link_to_the_admin_pages(api, admin):
+    session, _ = admin
+    assert (await call(session, "GET", "/api/therapist/me"))[1]["is_admin"] is True
+    alice, _ = await api.signed_in("alice")
+    async with alice:
+        assert (await call(alice, "GET", "/api/therapist/me"))[1]["is_admin"] is False

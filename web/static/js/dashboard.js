@@ -27,6 +27,7 @@ let audio = null; // one AudioContext for the page, started by the first gesture
 await ready;
 const me = await requireSignedIn();
 $("user-name").textContent = me.username;
+$("nav-admin").hidden = !me.is_admin;
 
 $("btn-logout").addEventListener("click", async () => {
   try {
