@@ -93,6 +93,9 @@ class ClientApi:
             "terms_version": TERMS_VERSION,
             "bound": bound,
             "crisis_card": card is not None,
+            # So the page can tell a browser without frame encryption at once that it cannot
+            # take part, instead of after consent and camera (media.e2ee "required").
+            "e2ee": self._config.media.e2ee,
         }
         if bound:
             # Only to the browser the link is bound to: what it gave itself. `resume` says it

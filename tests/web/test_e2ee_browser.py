@@ -243,17 +243,6 @@ async def test_a_rejoin_brings_new_keys_and_media_again(web_server: WebServer):
     await media_advances(call.therapist)
 
 
-async def test_without_encoded_transforms_a_required_call_does_not_start(web_server: WebServer):
-    no_transforms = (
-        "delete window.RTCRtpScriptTransform;delete RTCRtpSender.prototype.createEncodedStreams;"
-    )
-    call = await start_call(web_server, client_script=no_transforms)
-    await expect(call.client.locator("#ended-text")).to_have_text(
-        re.compile("kann die Sitzung nicht Ende-zu-Ende verschlüsseln")
-    )
-    await expect(call.therapist.locator("#e2ee")).to_have_attribute("data-state", "waiting")
-
-
 async def test_with_e2ee_preferred_a_browser_without_transforms_talks_in_the_clear(
     web_server: WebServer,
 ):

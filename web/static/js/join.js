@@ -9,6 +9,7 @@ import {
   browserSupported, fillDeviceSelects, getMedia, mediaErrorKind, playTestTone,
   setSpeaker, speakerSelectable, startLevelMeter,
 } from "./media.js";
+import { e2eeSupported } from "./e2ee-media.js";
 import { ERROR } from "./protocol.js";
 import { forgetSessionStart } from "./sessionclock.js";
 import { openSocket } from "./socket.js";
@@ -55,6 +56,12 @@ async function main() {
     return;
   }
   if (!info) return show("invalid");
+  // The server requires end-to-end encryption and this browser cannot encrypt frames: say so
+  // and which browsers can, before consent and camera, rather than a call that never starts.
+  if (info.e2ee === "required" && !e2eeSupported) {
+    $("unsupported-e2ee").hidden = false;
+    return show("unsupported");
+  }
   describeAppointment();
   $("crisis-fields").hidden = !info.crisis_card;
   if (info.bound) {

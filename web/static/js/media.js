@@ -1,9 +1,12 @@
 // Camera and microphone: capability check, getUserMedia with a chosen device, the device lists,
 // a microphone level meter, and the speaker (setSinkId, where the browser has it).
 
+// The same checks as browser-check.js (which also covers browsers that never run a module).
 export function browserSupported() {
   return Boolean(
     window.RTCPeerConnection &&
+      window.crypto?.subtle &&
+      typeof Object.hasOwn === "function" &&
       navigator.mediaDevices &&
       navigator.mediaDevices.getUserMedia &&
       window.WebSocket &&
