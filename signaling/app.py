@@ -42,6 +42,7 @@ from signaling.ws_endpoint import SignalingEndpoint
 
 if TYPE_CHECKING:
     from signaling.cluster import Cluster
+    from signaling.cluster.signal_relay import SignalRelay
 
 __all__ = [
     "CLUSTER",
@@ -131,6 +132,7 @@ def create_app(
     app[METRICS] = metrics = Metrics()
     app[DRAIN] = drain = Drain()
     login_attempts = None
+    signal_relay = None
     if cluster is not None:
         from signaling.cluster.login_attempts import RedisLoginAttempts
 
@@ -138,6 +140,9 @@ def create_app(
         # a new room needs Redis (placement, the signal relay): without it, "try again"
         drain.refuse_joins_while(lambda: not cluster.reachable)
         login_attempts = RedisLoginAttempts(cluster.link, config.cluster.key_prefix, config.limits)
+        from signaling.cluster.signal_relay import SignalRelay
+
+        signal_relay = SignalRelay(cluster, config.cluster.heartbeat_interval_seconds)
     metrics.watch_live(lambda: live_state(app))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -150,14 +155,55 @@ def create_app(
     OwnRecordsApi(config, storage).register(app.router)
     ClientApi(config, storage).register(app.router)
     app[SIGNALING] = SignalingEndpoint(
-        config, storage, lambda: app[CONSULTATIONS], metrics=metrics, drain=drain
+        config,
+        storage,
+        lambda: app[CONSULTATIONS],
+        metrics=metrics,
+        drain=drain,
+        cluster=cluster,
+        signal_relay=signal_relay,
     )
     app[SIGNALING].register(app.router)
     Pages(config, storage).register(app.router)
     app.cleanup_ctx.append(live_media(config, storage))
+    if cluster is not None and signal_relay is not None:
+        # after live_media: it needs the consultations
+        app.cleanup_ctx.append(_cluster_rooms(cluster, signal_relay))
     app.cleanup_ctx.append(_purge_periodically)
     app.cleanup_ctx.append(record_health_periodically(storage))
     return app
+
+
+def _cluster_rooms(cluster: Cluster, signal_relay: SignalRelay):  # type: ignore[no-untyped-def]
+    """The placement of this node's rooms (renewed each heartbeat, released at their end) and
+    the signal relay's watcher, for as long as the app runs."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        tasks: set[asyncio.Task[None]] = set()
+
+        def hosted() -> list[int]:
+            registry = app.get(CONSULTATIONS)
+            return [c.appointment_id for c in registry.active] if registry is not None else []
+
+        def ended(appointment_id: int) -> None:
+            from signaling.cluster import RedisUnavailable
+
+            async def release() -> None:
+                # left in place, the key expires one TTL later anyway
+                with contextlib.suppress(RedisUnavailable):
+                    await cluster.placement.release(appointment_id)
+
+            task = asyncio.create_task(release())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        cluster.hosted_rooms = hosted
+        app[CONSULTATIONS].on_ended.append(ended)
+        signal_relay.start()
+        yield
+        await signal_relay.close()
+
+    return context
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -466,6 +466,8 @@ class ConsultationRegistry:
         self._consultations: dict[int, Consultation] = {}
         self._watchers: dict[int, set[Participant]] = {}
         self._last_status: dict[int, dict] = {}
+        # called with the appointment id when a consultation ends (a cluster releases its room)
+        self.on_ended: list[Callable[[int], None]] = []
 
     def get(self, appointment_id: int) -> Consultation | None:
         return self._consultations.get(appointment_id)
@@ -535,6 +537,9 @@ class ConsultationRegistry:
     def _changed(self, consultation: Consultation) -> None:
         status = self._status(consultation)
         if consultation.ended:
+            if self._consultations.get(consultation.appointment_id) is consultation:
+                for callback in self.on_ended:
+                    callback(consultation.appointment_id)
             self._consultations.pop(consultation.appointment_id, None)
             self._last_status.pop(consultation.appointment_id, None)
         elif self._last_status.get(consultation.appointment_id) == status:

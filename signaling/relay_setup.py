@@ -62,9 +62,13 @@ def live_media(
         # No room outlives its process: after a crash (kill -9, power loss) the database may
         # still say `waiting` or `in_call`, and those states refuse edits and new links. The
         # client's consent stays; both simply join again.
-        reset = await storage.reset_live_appointments()
-        if reset:
-            log_event(logger, "live_states_reset", appointments=reset)
+        # In a cluster the database is shared: the other nodes' calls are live. A room of a node
+        # that died is re-placed by the next join instead, whose state writes replace the stale
+        # one (docs/scaling.md).
+        if not config.cluster.enabled:
+            reset = await storage.reset_live_appointments()
+            if reset:
+                log_event(logger, "live_states_reset", appointments=reset)
         relay = Relay(relay_config(config))
         registry = ConsultationRegistry(
             relay,

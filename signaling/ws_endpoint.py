@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
@@ -42,6 +42,10 @@ from signaling.storage import Appointment, Storage, StorageFailure
 from signaling.turn_credentials import ice_servers_for_participant
 from signaling.ws_messages import BadMessage, Message, parse_message
 
+if TYPE_CHECKING:
+    from signaling.cluster import Cluster
+    from signaling.cluster.signal_relay import EdgeSocket, RemoteSocket, SignalRelay
+
 __all__ = ["Connection", "SignalingEndpoint"]
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -58,6 +62,8 @@ CLOSE_REFUSED = 4003
 CLOSE_JOIN_TIMEOUT = 4008  # 4000 + 408 Request Timeout, as 4029 mirrors 429
 CLOSE_RATE_LIMITED = 4029
 CLOSE_INTERNAL = 1011
+# What a browser may send about a seat whose room is on another node: passed there as sent.
+_FORWARDED = frozenset({"offer", "reconnect", "candidate", "e2ee", "leave", "end"})
 
 
 _CLIENT_REFUSALS = {
@@ -67,6 +73,10 @@ _CLIENT_REFUSALS = {
     invites.InviteAccess.NOT_YET_OPEN: ("expired", "the room is not open yet", CLOSE_REFUSED),
     invites.InviteAccess.CANCELLED: ("cancelled", "the appointment was cancelled", CLOSE_REFUSED),
 }
+
+
+class _RoomUnreachable(Exception):
+    """Redis (placement, the signal relay) did not answer: the browser tries again."""
 
 
 class Refusal(Exception):
@@ -146,6 +156,7 @@ class _State:
     watching: int | None = None
     limit: RateLimit = field(default_factory=RateLimit)
     join_deadline: asyncio.TimerHandle | None = None  # cancelled by the first join or watch
+    edge: EdgeSocket | None = None  # seated in a room on another node (signaling/cluster)
 
     def engaged(self) -> None:
         if self.join_deadline is not None:
@@ -162,6 +173,8 @@ class SignalingEndpoint:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         metrics: Metrics | None = None,
         drain: Drain | None = None,
+        cluster: Cluster | None = None,
+        signal_relay: SignalRelay | None = None,
     ) -> None:
         self._config = config
         self._storage = storage
@@ -170,6 +183,10 @@ class SignalingEndpoint:
         self._origin = origin_of(config.server.public_url)
         self._metrics = metrics or Metrics()
         self._drain = drain or Drain()
+        self._cluster = cluster
+        self._signal_relay = signal_relay
+        if signal_relay is not None:
+            signal_relay.serve_remotes(self.serve_remote)
         self._connections: set[Connection] = set()
         self._handlers: dict[str, Callable[[_State, Message, Connection], Awaitable[None]]] = {
             "join": self._join,
@@ -256,7 +273,7 @@ class SignalingEndpoint:
     # --- dispatch ---------------------------------------------------------------------------
 
     async def _receive(
-        self, state: _State, text: str, connection: Connection, request: web.Request
+        self, state: _State, text: str, connection: Any, request: web.Request | None
     ) -> bool:
         """Handle one message; False when the connection must end."""
         if not state.limit.allow():
@@ -274,7 +291,17 @@ class SignalingEndpoint:
                     self._signed_out(connection)
                     return False
             message = parse_message(text)
+            if state.edge is not None and message.type in _FORWARDED:
+                return await self._forward(state, message, text, connection)
             await self._handlers[message.type](state, message, connection)
+        except _RoomUnreachable:
+            self._error(
+                connection,
+                "storage_unavailable",
+                "The service cannot reach its other parts right now. Please try again in a moment.",
+            )
+            connection.close(CLOSE_INTERNAL)
+            return False
         except BadMessage as exc:
             self._error(connection, "bad_message", str(exc))
         except Refusal as refusal:
@@ -303,7 +330,12 @@ class SignalingEndpoint:
                 "No media connection is free right now. Please try again in a few minutes.",
             )
         except StorageFailure as exc:
-            self._storage_failed(request, connection, exc)
+            if request is None:
+                log_event(logger, "storage_failed", logging.ERROR, error=type(exc).__name__)
+                self._error(connection, "storage_unavailable", "Please try again in a moment.")
+                connection.close(CLOSE_INTERNAL)
+            else:
+                self._storage_failed(request, connection, exc)
             return False
         except Exception as exc:
             # only the type: an exception's text may carry what the browser sent
@@ -347,9 +379,9 @@ class SignalingEndpoint:
     # --- messages ---------------------------------------------------------------------------
 
     async def _join(self, state: _State, message: Message, connection: Connection) -> None:
-        if state.seat is not None:
+        if state.seat is not None or state.edge is not None:
             raise BadMessage("already joined; send leave first")
-        if self._drain.draining:
+        if self._drain.draining and self._cluster is None:
             raise Refusal(
                 "shutting_down", "the service is restarting; join again shortly", CLOSE_GOING_AWAY
             )
@@ -360,6 +392,16 @@ class SignalingEndpoint:
             )
         else:
             appointment, seat = await self._client_appointment(state, message.invite or ""), CLIENT
+        owner = await self._place(appointment.id)
+        if owner is not None:
+            await self._join_elsewhere(state, owner, appointment.id, seat, connection)
+            return
+        await self._seat(state, appointment, seat, connection)
+
+    async def _seat(
+        self, state: _State, appointment: Appointment, seat: str, connection: Any
+    ) -> None:
+        """Seat the connection in the appointment's room on this node."""
         consultation = self._registry().open(appointment)
         name = appointment.client_display_name if seat == CLIENT else None
         card = await self._storage.get_crisis_card(appointment.id) if seat == CLIENT else None
@@ -384,6 +426,117 @@ class SignalingEndpoint:
                 "session_started_at": consultation.session_started_at,
             }
         )
+
+    async def _place(self, appointment_id: int) -> str | None:
+        """In a cluster, the node hosting the appointment's room when that is another node;
+        None to seat here. A room live on this node stays here whatever else holds (draining,
+        Redis down): a rejoin must find its call."""
+        live = self._registry().get(appointment_id)
+        if self._cluster is None or (live is not None and not live.ended):
+            return None
+        from signaling.cluster import RedisUnavailable
+        from signaling.cluster.rooms import NoNodeForRoom
+
+        if not self._cluster.reachable:
+            raise _RoomUnreachable
+        try:
+            owner = await self._cluster.placement.place(appointment_id)
+        except RedisUnavailable:
+            raise _RoomUnreachable from None
+        except NoNodeForRoom:
+            raise RelayFull from None
+        return None if owner == self._cluster.node_id else owner
+
+    async def _join_elsewhere(
+        self, state: _State, owner: str, appointment_id: int, seat: str, connection: Connection
+    ) -> None:
+        """The room lives on `owner`: hand the seat over; its `joined` comes back from there."""
+        from signaling.cluster import RedisUnavailable
+
+        assert self._signal_relay is not None and self._cluster is not None
+        for _ in range(2):
+            try:
+                edge = await self._signal_relay.join(connection, owner, appointment_id, seat)
+            except RedisUnavailable:
+                raise _RoomUnreachable from None
+            if edge is not None:
+                state.edge = edge
+                state.engaged()  # joins are counted where the room is
+                return
+            # the owner died since the placement was read: place again (it is no longer alive)
+            placed = await self._place(appointment_id)
+            if placed is None:
+                live = await self._storage.get_appointment(appointment_id)
+                if live is None:
+                    raise Refusal("unauthorized", "no such appointment", CLOSE_UNAUTHORIZED)
+                await self._seat(state, live, seat, connection)
+                return
+            owner = placed
+        raise _RoomUnreachable
+
+    async def _forward(
+        self, state: _State, message: Message, text: str, connection: Connection
+    ) -> bool:
+        """A seated browser's message to its room's node."""
+        from signaling.cluster import RedisUnavailable
+        from signaling.cluster.signal_relay import CLOSE_SERVICE_RESTART, ROOM_NODE_GONE
+
+        edge = state.edge
+        assert edge is not None
+        try:
+            delivered = await edge.forward(text)
+        except RedisUnavailable:
+            raise _RoomUnreachable from None
+        if not delivered:
+            # the room's node died: the page reconnects and its join places the room anew
+            state.edge = None
+            await edge.closed()
+            connection.send(ROOM_NODE_GONE)
+            connection.close(CLOSE_SERVICE_RESTART)
+            return False
+        if message.type == "leave":
+            state.edge = None
+            await edge.closed()
+        return True
+
+    async def serve_remote(
+        self, inbox: asyncio.Queue[tuple[str, Any]], socket: RemoteSocket
+    ) -> None:
+        """On the room's node: a socket of another node, seated here, until it closes."""
+        state = _State(signed_in=None, client_cookie=None)
+        try:
+            while True:
+                kind, value = await inbox.get()
+                if kind == "closed":
+                    return
+                if kind == "join":
+                    appointment_id, seat = value
+                    if not await self._remote_seat(state, appointment_id, seat, socket):
+                        return
+                elif not await self._receive(state, value, socket, None):
+                    return
+        finally:
+            await self._forget(state, socket)
+
+    async def _remote_seat(
+        self, state: _State, appointment_id: int, seat: str, socket: RemoteSocket
+    ) -> bool:
+        # The edge node checked the sign-in or the invite against the same database; here the
+        # appointment is read again for the room's state.
+        try:
+            appointment = await self._storage.get_appointment(appointment_id)
+            if appointment is None or seat not in (THERAPIST, CLIENT):
+                raise Refusal("unauthorized", "no such appointment", CLOSE_UNAUTHORIZED)
+            await self._seat(state, appointment, seat, socket)
+        except Refusal as refusal:
+            self._refuse(socket, refusal)
+            return refusal.close is None
+        except StorageFailure as exc:
+            log_event(logger, "storage_failed", logging.ERROR, error=type(exc).__name__)
+            self._error(socket, "storage_unavailable", "Please try again in a moment.")
+            socket.close(CLOSE_INTERNAL)
+            return False
+        return True
 
     async def _therapist_appointment(self, state: _State, appointment_id: int) -> Appointment:
         if state.signed_in is None:
@@ -451,7 +604,10 @@ class SignalingEndpoint:
             state.watching = state.signed_in.therapist.id
             self._registry().watch(state.watching, connection)
 
-    async def _forget(self, state: _State, connection: Connection) -> None:
+    async def _forget(self, state: _State, connection: Any) -> None:
+        if state.edge is not None:
+            edge, state.edge = state.edge, None
+            await edge.closed()
         if state.consultation is not None and state.seat is not None:
             try:
                 await state.consultation.leave(state.seat, connection)

@@ -65,6 +65,11 @@ class Cluster:
         # set once this node's channel is subscribed (again, after an outage): a test or 2b's
         # relay can wait for it instead of sleeping
         self.listening = asyncio.Event()
+        # the rooms this node hosts, renewed in the placement at every heartbeat (set by the app)
+        self.hosted_rooms: Callable[[], list[int]] = list
+        from signaling.cluster.rooms import RoomPlacement
+
+        self.placement = RoomPlacement(self, self._prefix, cluster.heartbeat_ttl_seconds)
 
     # --- life cycle
 
@@ -133,6 +138,14 @@ class Cluster:
         Raises RedisUnavailable."""
         return least_loaded(await self.nodes())
 
+    async def alive(self, node_id: str) -> bool:
+        """Whether `node_id` listens on its channel. A killed process's pub/sub connection is
+        closed by its kernel, so this turns false at once, long before its registry entry
+        expires. Raises RedisUnavailable."""
+        redis = self.link.redis
+        counts = await self.link.call(lambda: redis.pubsub_numsub(self.channel(node_id)))
+        return bool(counts) and int(counts[0][1]) > 0
+
     # --- pub/sub
 
     def channel(self, node_id: str) -> str:
@@ -160,6 +173,7 @@ class Cluster:
         # on failure the link has logged the change of state; the next beat tries again
         with contextlib.suppress(RedisUnavailable):
             await self.registry.write(self.info())
+            await self.placement.renew(self.hosted_rooms())
 
     async def _heartbeat_loop(self) -> None:
         while True:
