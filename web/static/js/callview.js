@@ -4,7 +4,9 @@
 import { t, locale } from "./i18n.js";
 import { icon } from "./icons.js";
 import { AudioOnlyPolicy, judge, linkSample } from "./link-quality.js";
-import { fillDeviceSelects, getTrack, screenShareSupported, setSpeaker, speakerSelectable } from "./media.js";
+import {
+  cameraSwitchUseful, fillDeviceSelects, getFacingTrack, getTrack, screenShareSupported, setSpeaker, speakerSelectable,
+} from "./media.js";
 import { CHAT_MAX_CHARS, ERROR, GONE_LEFT, GONE_LOST } from "./protocol.js";
 import { SessionClock, forgetSessionStart } from "./sessionclock.js";
 
@@ -121,6 +123,18 @@ export function showCall({ session, stream, role, onFinished, speakerId, clock }
     self.classList.toggle("off", !track.enabled);
     announce(t(track.enabled ? "call.camIsOn" : "call.camIsOff"));
   });
+  // --- phones: front/back camera, the on-screen keyboard, a locked screen
+
+  const flipButton = $("btn-flip");
+  cameraSwitchUseful().then((useful) => {
+    flipButton.hidden = !useful;
+  });
+  flipButton.addEventListener("click", flipCamera);
+  const viewport = window.visualViewport;
+  viewport?.addEventListener("resize", fitVisualViewport);
+  viewport?.addEventListener("scroll", fitVisualViewport);
+  document.addEventListener("visibilitychange", onVisibility);
+
   devicesButton.addEventListener("click", async () => {
     const open = panel.hidden;
     panel.hidden = !open;
@@ -279,6 +293,69 @@ export function showCall({ session, stream, role, onFinished, speakerId, clock }
     }
   }
 
+  /**
+   * Turn between the front and the back camera: a new track swapped into the sender
+   * (replaceTrack, no renegotiation, so the relay's leg and the E2EE keys stay as they are).
+   * The old camera stops first: many phones cannot open both at once.
+   */
+  async function flipCamera() {
+    const from = flipButton.dataset.facing === "environment" ? "environment" : "user";
+    const to = from === "user" ? "environment" : "user";
+    flipButton.disabled = true;
+    for (const track of stream.getVideoTracks()) track.stop();
+    try {
+      await useFacing(to);
+      announce(t("call.deviceSwitched"));
+    } catch {
+      // back to the camera we had, so the call does not lose its picture
+      await useFacing(from).catch(() => {});
+      announce(t("call.deviceFailed"));
+    } finally {
+      flipButton.disabled = false;
+    }
+  }
+
+  async function useFacing(facing) {
+    const track = await getFacingTrack(facing);
+    await session.replaceTrack(track);
+    flipButton.dataset.facing = facing;
+    // The back camera's picture is not mirrored: what it films (a worksheet) reads right.
+    self.classList.toggle("environment", facing === "environment");
+    self.srcObject = null;
+    self.srcObject = stream;
+  }
+
+  /**
+   * The on-screen keyboard: Safari and Chrome on Android shrink only the visual viewport, so a
+   * full-height call would keep the chat input under the keyboard. The call follows the visual
+   * viewport's height and offset instead, and the focused input stays in sight.
+   */
+  function fitVisualViewport() {
+    if (finished || !viewport) return;
+    const call = $("call");
+    const shrunk = viewport.height < window.innerHeight - 1 || viewport.offsetTop > 0;
+    call.style.height = shrunk ? `${viewport.height}px` : "";
+    call.style.top = shrunk ? `${viewport.offsetTop}px` : "";
+    call.style.bottom = shrunk ? "auto" : "";
+    call.classList.toggle("keyboard-open", shrunk);
+    const focused = document.activeElement;
+    if (focused && call.contains(focused) && focused.matches("input, textarea")) {
+      focused.scrollIntoView({ block: "nearest" });
+    }
+  }
+
+  /**
+   * Back from a locked screen or another tab: the browser may have paused the remote video
+   * (iOS does), and the connection may have died meanwhile. Play again, and let the session
+   * check its media at once rather than at its next stall check.
+   */
+  function onVisibility() {
+    if (finished || document.visibilityState !== "visible") return;
+    if (remote.srcObject && remote.paused) play();
+    if (self.srcObject && self.paused) self.play().catch(() => {});
+    Promise.resolve(session.checkStall?.()).catch(() => {});
+  }
+
   // iOS and some desktop browsers refuse to start audible playback without a gesture.
   function play() {
     remote.play().then(
@@ -366,6 +443,9 @@ export function showCall({ session, stream, role, onFinished, speakerId, clock }
     $("chat-log").replaceChildren();
     for (const track of stream.getTracks()) track.stop();
     document.body.classList.remove("in-call");
+    viewport?.removeEventListener("resize", fitVisualViewport);
+    viewport?.removeEventListener("scroll", fitVisualViewport);
+    document.removeEventListener("visibilitychange", onVisibility);
     $("call").dataset.screen = "ended";
     $("call").hidden = true;
     onFinished(kind, detail || {});

@@ -45,6 +45,25 @@ export async function getTrack(kind, deviceId) {
   return stream.getTracks()[0];
 }
 
+/**
+ * A camera track facing `facing` ("user" | "environment"), for a phone's front/back switch.
+ * `ideal`, not `exact`: a tablet with one camera still answers with the one it has.
+ */
+export async function getFacingTrack(facing) {
+  const stream = await navigator.mediaDevices.getUserMedia({
+    video: { facingMode: { ideal: facing }, width: { ideal: 1280 }, height: { ideal: 720 } },
+  });
+  return stream.getVideoTracks()[0];
+}
+
+/** True where a front/back camera switch makes sense: a touch device, or several cameras. */
+export async function cameraSwitchUseful() {
+  if (!navigator.mediaDevices?.getSupportedConstraints?.().facingMode) return false;
+  if (matchMedia("(pointer: coarse)").matches) return true;
+  const devices = await navigator.mediaDevices.enumerateDevices().catch(() => []);
+  return devices.filter((device) => device.kind === "videoinput").length > 1;
+}
+
 /** "denied" | "missing" | "busy" | "other": what went wrong, for the message to show. */
 export function mediaErrorKind(error) {
   const name = error && error.name;
