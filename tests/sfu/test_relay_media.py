@@ -104,18 +104,29 @@ async def test_keyframe_requests_reach_the_sender_at_most_once_per_interval(rela
     received, sent = counters.keyframe_requests_received, counters.keyframe_requests_sent
     receiver = next(r for r in b.pc.getReceivers() if r.track.kind == "video")
     media_ssrc = next(iter(announced_ssrcs(b.pc.remoteDescription.sdp)))
+    interval = relay.config.keyframe_request_interval
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     for _ in range(10):
         await receiver._send_rtcp_pli(media_ssrc)
-    # the relay has taken all ten (a positive signal, not a sleep) and passed on exactly one
+    # the relay has taken all ten (a positive signal, not a sleep) ...
     await until(
-        lambda: counters.keyframe_requests_received == received + 10, "the relay got all 10"
+        lambda: counters.keyframe_requests_received >= received + 10, "the relay got all 10"
     )
-    assert counters.keyframe_requests_sent == sent + 1
-    await until(lambda: len(plis) == 1, "the sender got the one keyframe request")
-    await asyncio.sleep(0.5)  # the interval passes: time itself is what is tested here
+    elapsed = loop.time() - started
+    # ... and passed on one per interval that began while they came in: one on a quiet machine;
+    # a loaded one may spread the ten over more than an interval, never over ten of them
+    passed = counters.keyframe_requests_sent - sent
+    assert 1 <= passed <= 1 + int(elapsed / interval), (passed, elapsed)
+    assert passed < 10
+    await until(lambda: len(plis) >= 1, "the sender got a keyframe request")
+    await asyncio.sleep(interval)  # the interval passes: time itself is what is tested
+    before = counters.keyframe_requests_sent
     await receiver._send_rtcp_pli(media_ssrc)
-    await until(lambda: len(plis) == 2, "the sender got the next request after the interval")
-    assert counters.keyframe_requests_sent == sent + 2
+    await until(
+        lambda: counters.keyframe_requests_sent > before,
+        "the relay passed on the next request after the interval",
+    )
 
 
 async def test_nacks_for_packets_lost_on_the_receivers_leg_are_answered_from_the_cache(
