@@ -39,16 +39,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pylibsrtp
+from rtp_packets import (
+    ABS_SEND_TIME_URI,
+    AUDIO_LEVEL_URI,
+    MID_URI,
+    TRANSPORT_CC_URI,
+    browser_extension_block,
+)
 
 from sfu.aiortc_glue import Wire
 from sfu.forwarder import Endpoint, Forwarder
-from sfu.header_extensions import MID_URI
 from sfu.media_params import KindParams
 from sfu.rtp import RTCP_SECOND_MAX, RTCP_SECOND_MIN, SRTP_FIRST_MAX, SRTP_FIRST_MIN
-
-ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
-AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 
 VIDEO_PAYLOAD_BYTES = 1100  # a full VP8 packet under a 1200-byte MTU budget
 AUDIO_PAYLOAD_BYTES = 100  # Opus at ~40 kbit/s, 20 ms frames
@@ -112,23 +114,6 @@ def leg_params(leg: LegNumbering, local_ssrc: dict[str, int]) -> dict[str, KindP
 # --- packets -------------------------------------------------------------------------------
 
 
-def extension_block(ext_ids: dict[str, int], mid: str, kind: str, index: int) -> bytes:
-    """A one-byte-header extension block (RFC 8285) as a browser sends it, padded to 32 bits."""
-    out = bytearray()
-    elements = [
-        (ext_ids[MID_URI], mid.encode()),
-        (ext_ids[ABS_SEND_TIME_URI], (index * 7919 & 0xFFFFFF).to_bytes(3, "big")),
-        (ext_ids[TRANSPORT_CC_URI], (index & 0xFFFF).to_bytes(2, "big")),
-    ]
-    if kind == "audio":
-        elements.append((ext_ids[AUDIO_LEVEL_URI], b"\x9e"))
-    for ext_id, value in elements:
-        out.append((ext_id << 4) | (len(value) - 1))
-        out += value
-    out += b"\x00" * (-len(out) % 4)
-    return struct.pack("!HH", 0xBEDE, len(out) // 4) + bytes(out)
-
-
 class PacketSource:
     """An endless, numbered RTP stream of one kind from one leg: chunks of plain packets."""
 
@@ -151,7 +136,7 @@ class PacketSource:
             header = struct.pack(
                 "!BBHII", 0x90, marker | leg.payload_type[kind], seq, ts, SOURCE_SSRC[kind]
             )
-            block = extension_block(leg.ext_ids[kind], leg.mid[kind], kind, i)
+            block = browser_extension_block(leg.ext_ids[kind], leg.mid[kind], kind, i)
             packets.append(header + block + self.payload)
         return packets
 
@@ -247,38 +232,44 @@ def unprotect_stage(scenario: str, kind: str) -> Stage:
     return run
 
 
-def forward_stage(scenario: str, kind: str) -> Stage:
-    source = PacketSource(SCENARIOS[scenario][0], kind)
-    sink = CollectingWire()
-    forwarder = make_forwarder(scenario, sink)
+class ForwardedStream:
+    """One stream through a forwarder into a ``CollectingWire``: the forward and protect stages."""
 
-    def run(count: int) -> int:
-        plain = source.chunk(count)
-        sink.packets.clear()
-        on_rtp = forwarder.on_rtp
+    def __init__(self, scenario: str, kind: str) -> None:
+        self.source = PacketSource(SCENARIOS[scenario][0], kind)
+        self.sink = CollectingWire()
+        self.forwarder = make_forwarder(scenario, self.sink)
+
+    def forward(self, plain: list[bytes]) -> tuple[list[bytes], int]:
+        """What the forwarder emits for ``plain`` and the ns it took; all of it, or an error."""
+        packets = self.sink.packets
+        packets.clear()
+        on_rtp = self.forwarder.on_rtp
         start = time.perf_counter_ns()
         for data in plain:
             on_rtp(data)
         elapsed = time.perf_counter_ns() - start
-        if len(sink.packets) != count:
-            raise RuntimeError(f"forwarder dropped {count - len(sink.packets)} packets")
-        return elapsed
+        if len(packets) != len(plain):
+            raise RuntimeError(f"forwarder dropped {len(plain) - len(packets)} packets")
+        return list(packets), elapsed
+
+
+def forward_stage(scenario: str, kind: str) -> Stage:
+    stream = ForwardedStream(scenario, kind)
+
+    def run(count: int) -> int:
+        return stream.forward(stream.source.chunk(count))[1]
 
     return run
 
 
 def protect_stage(scenario: str, kind: str) -> Stage:
     """Protect what the forwarder produced (its output, not its input: that is what is sent)."""
-    source = PacketSource(SCENARIOS[scenario][0], kind)
-    sink = CollectingWire()
-    forwarder = make_forwarder(scenario, sink)
+    stream = ForwardedStream(scenario, kind)
     tx, _ = srtp_pair()
 
     def run(count: int) -> int:
-        sink.packets.clear()
-        for data in source.chunk(count):
-            forwarder.on_rtp(data)
-        forwarded = list(sink.packets)
+        forwarded, _ = stream.forward(stream.source.chunk(count))
         protect = tx.protect
         start = time.perf_counter_ns()
         for data in forwarded:

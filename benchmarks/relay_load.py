@@ -50,11 +50,19 @@ import struct
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from sfu.rtp import HANDSHAKE, SRTP, demux, header_length
+from receiving import drain
+from rtp_packets import (
+    ABS_SEND_TIME_URI,
+    AUDIO_LEVEL_URI,
+    MID_URI,
+    TRANSPORT_CC_URI,
+    browser_extension_block,
+)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RELAY_CPU, GENERATOR_CPU = 0, 1
@@ -67,10 +75,6 @@ CONNECT_TIMEOUT = 90.0
 SOCKET_BUFFER_BYTES = 1 << 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
-AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 # aiortc offers mid + audio level (audio) and mid + abs-send-time (video); browsers also send
 # these, so the offer is completed with them (the relay forwards all four).
 WANTED_EXTENSIONS = {
@@ -241,18 +245,10 @@ class RelayHandle:
 
     def rss_kib(self) -> int:
         """VmRSS now: sampled at the window's start and end, for the growth rate."""
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+        return process_status_kib(self.pid, "VmRSS")
 
     def peak_rss_kib(self) -> int:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        return 0
+        return process_status_kib(self.pid, "VmHWM")
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -275,6 +271,15 @@ def cpu_busy_seconds() -> dict[int, float]:
                 ticks = [int(v) for v in values[:8]]
                 busy[int(name[3:])] = (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
     return busy
+
+
+def process_status_kib(pid: int, name: str) -> int:
+    """A kB line of /proc/<pid>/status (``VmRSS``, ``VmHWM``); 0 if the kernel has none."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    return 0
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -330,20 +335,7 @@ def plans_from_offer(sdp: str) -> dict[str, KindPlan]:
 
 
 def extension_block(plan: KindPlan, kind: str, index: int) -> bytes:
-    ids = plan.ext_ids
-    elements = [
-        (ids[MID_URI], plan.mid.encode()),
-        (ids[ABS_SEND_TIME_URI], (index * 7919 & 0xFFFFFF).to_bytes(3, "big")),
-        (ids[TRANSPORT_CC_URI], (index & 0xFFFF).to_bytes(2, "big")),
-    ]
-    if kind == "audio":
-        elements.append((ids[AUDIO_LEVEL_URI], b"\x9e"))
-    body = bytearray()
-    for ext_id, value in elements:
-        body.append((ext_id << 4) | (len(value) - 1))
-        body += value
-    body += b"\x00" * (-len(body) % 4)
-    return struct.pack("!HH", 0xBEDE, len(body) // 4) + bytes(body)
+    return browser_extension_block(plan.ext_ids, plan.mid, kind, index)
 
 
 PAYLOAD_TAG = struct.Struct("!IH")  # packet number within the step, step number
@@ -451,36 +443,18 @@ class Receiver:
         self.arrived_at = array.array("d", bytes(8 * count))
         self.unexpected = 0
 
-    def on_datagrams(self, peer: Peer, protocol: Any) -> None:
-        sock = peer.sock
-        unprotect = peer.rx.unprotect
-        arrived_at, step = self.arrived_at, self.step
-        for _ in range(256):  # bounded, like the relay's own reader
-            try:
-                data, addr = sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            now = time.perf_counter()
-            what = demux(data)
-            if what == SRTP:
-                try:
-                    plain = unprotect(data)
-                except Exception:
-                    self.unexpected += 1
-                    continue
-                header_end = header_length(plain, plain[0])
-                if header_end < 0:
-                    self.unexpected += 1
-                    continue
-                number, packet_step = PAYLOAD_TAG.unpack_from(plain, header_end)
-                if packet_step != step or number >= len(arrived_at) or arrived_at[number]:
-                    self.unexpected += 1
-                    continue
-                arrived_at[number] = now
-                peer.received += 1
-            elif what == HANDSHAKE:
-                protocol.datagram_received(data, addr)  # STUN consent checks, DTLS alerts
-            # SRTCP from the relay (receiver reports, PLI) is not counted
+    def on_rtp(self, peer: Peer, plain: bytes, header_end: int, arrival: float) -> None:
+        """``arrival``: ``perf_counter`` just after the datagram was read (before unprotect)."""
+        number, packet_step = PAYLOAD_TAG.unpack_from(plain, header_end)
+        arrived_at = self.arrived_at
+        if packet_step != self.step or number >= len(arrived_at) or arrived_at[number]:
+            self.unexpected += 1
+            return
+        arrived_at[number] = arrival
+        peer.received += 1
+
+    def on_bad(self) -> None:
+        self.unexpected += 1
 
 
 @dataclass
@@ -531,7 +505,8 @@ async def run_step(
     receiver = Receiver(len(schedule.packets), step)
     loop = asyncio.get_running_loop()
     for peer in peers:  # read the socket ourselves, draining it per wake-up like the relay
-        loop._add_reader(peer.fd, receiver.on_datagrams, peer, peer.protocol)  # type: ignore[attr-defined]
+        on_rtp = partial(receiver.on_rtp, peer)
+        loop._add_reader(peer.fd, drain, peer, on_rtp, receiver.on_bad)  # type: ignore[attr-defined]
     sent_at = receiver.sent_at
     times, owners, packets = schedule.times, schedule.peers, schedule.packets
     total = len(packets)
@@ -846,7 +821,7 @@ def main() -> None:
             f"MiB over the {args.measure:g} s window "
             f"({(r.relay_rss_end_mib - r.relay_rss_start_mib) / args.measure * 60:+.2f} MiB/min)"
         )
-    print("latency: generator perf_counter before sendto -> after unprotect at the other peer;")
+    print("latency: generator perf_counter before sendto -> read at the other peer's socket;")
     print("includes loopback and the generator's own scheduling, not only the relay;")
     print("cpu0/cpu1: whole-core busy time (relay or generator + other processes + softirq)")
     if args.find_max:

@@ -56,12 +56,14 @@ import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import relay_load
 from browser_traffic import build_browser_schedule, nack, rtx_payload_type
+from receiving import SO_TIMESTAMPNS, drain
 from relay_load import (
     AUDIO_PPS,
     GENERATOR_CPU,
@@ -77,11 +79,7 @@ from relay_load import (
     take_over,
 )
 
-from sfu.rtp import HANDSHAKE, SRTP, demux, header_length
-
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 CLONE_NEWNET = 0x40000000
 JANUS_HTTP_PORT = 8088  # inside the benchmark's own namespace: nothing else can hold it
@@ -394,57 +392,37 @@ class KernelStampedReceiver:
         self.unstamped = 0  # arrivals without a kernel timestamp (stamped on reading)
         self.rng = random.Random(step)
 
-    def on_datagrams(self, peer: Peer) -> None:
-        recvmsg = peer.sock.recvmsg
-        unprotect = peer.rx.unprotect
-        arrived, step = self.arrived_ns, self.step
-        video_pt = peer.plans["video"].payload_type
-        rtx_pt = getattr(peer, "rtx_pt", None)
-        for _ in range(256):
-            try:
-                data, ancillary, _flags, addr = recvmsg(2048, TIMESTAMP_SPACE)
-            except (BlockingIOError, InterruptedError):
+    def on_rtp(self, peer: Peer, plain: bytes, header_end: int, arrival_ns: float) -> None:
+        """``arrival_ns``: the kernel's receive time (``SO_TIMESTAMPNS``), 0 if it gave none."""
+        pt = plain[1] & 0x7F
+        if pt == getattr(peer, "rtx_pt", None):
+            header_end += 2  # RFC 4588: the original sequence number comes first
+        if len(plain) < header_end + PAYLOAD_TAG.size:
+            self.unexpected += 1
+            return
+        number, packet_step = PAYLOAD_TAG.unpack_from(plain, header_end)
+        arrived = self.arrived_ns
+        if packet_step != self.step or number >= len(arrived) or arrived[number]:
+            self.unexpected += 1
+            return
+        if pt == peer.plans["video"].payload_type:
+            seq, ssrc = struct.unpack_from("!H4xI", plain, 2)
+            peer.seen_video_ssrc, peer.highest_seq = ssrc, seq  # type: ignore[attr-defined]
+            if self.injected_loss and self.rng.random() < self.injected_loss:
+                self.nacked.add(number)
+                report = nack(peer.plans["video"].ssrc, ssrc, seq)
+                with contextlib.suppress(OSError):
+                    peer.sock.sendto(peer.tx.protect_rtcp(report), peer.remote_addr)
                 return
-            what = demux(data)
-            if what == SRTP:
-                try:
-                    plain = unprotect(data)
-                except Exception:
-                    self.unexpected += 1
-                    continue
-                header_end = header_length(plain, plain[0])
-                pt = plain[1] & 0x7F
-                if pt == rtx_pt:
-                    header_end += 2  # RFC 4588: the original sequence number comes first
-                if header_end < 0 or len(plain) < header_end + PAYLOAD_TAG.size:
-                    self.unexpected += 1
-                    continue
-                number, packet_step = PAYLOAD_TAG.unpack_from(plain, header_end)
-                if packet_step != step or number >= len(arrived) or arrived[number]:
-                    self.unexpected += 1
-                    continue
-                if pt == video_pt:
-                    seq, ssrc = struct.unpack_from("!H4xI", plain, 2)
-                    peer.seen_video_ssrc, peer.highest_seq = ssrc, seq  # type: ignore[attr-defined]
-                    if self.injected_loss and self.rng.random() < self.injected_loss:
-                        self.nacked.add(number)
-                        report = nack(peer.plans["video"].ssrc, ssrc, seq)
-                        with contextlib.suppress(OSError):
-                            peer.sock.sendto(peer.tx.protect_rtcp(report), peer.remote_addr)
-                        continue
-                elif number in self.nacked:
-                    self.recovered += 1
-                stamp = 0
-                for level, kind, value in ancillary:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                        seconds, nanoseconds = struct.unpack_from("qq", value)
-                        stamp = seconds * 1_000_000_000 + nanoseconds
-                if not stamp:
-                    self.unstamped += 1
-                    stamp = time.time_ns()
-                arrived[number] = stamp
-            elif what == HANDSHAKE:
-                peer.protocol.datagram_received(data, addr)  # consent checks, DTLS alerts
+        elif number in self.nacked:
+            self.recovered += 1
+        if not arrival_ns:
+            self.unstamped += 1
+            arrival_ns = time.time_ns()
+        arrived[number] = int(arrival_ns)
+
+    def on_bad(self) -> None:
+        self.unexpected += 1
 
 
 def core_busy_seconds(cpu: int) -> float:
@@ -477,7 +455,8 @@ async def run_window(
     receiver = KernelStampedReceiver(len(schedule.packets), step, injected_loss)
     loop = asyncio.get_running_loop()
     for peer in peers:
-        loop._add_reader(peer.fd, receiver.on_datagrams, peer)  # type: ignore[attr-defined]
+        on_rtp = partial(receiver.on_rtp, peer)
+        loop._add_reader(peer.fd, drain, peer, on_rtp, receiver.on_bad, True)  # type: ignore[attr-defined]
     sent_ns = array.array("q", bytes(8 * len(schedule.packets)))
     times, owners, packets = schedule.times, schedule.peers, schedule.packets
     total = len(packets)
