@@ -37,6 +37,8 @@ from relay_load import (
     extension_block,
 )
 
+from sfu.rtcp import ReportBlock, build_nack, build_receiver_report, build_remb
+
 FRAMES_PER_SECOND = 30
 DELTA_PACKETS = (1, 5)
 KEYFRAME_PACKETS = (30, 60)
@@ -69,24 +71,9 @@ class Entry:
 
 def receiver_report(sender_ssrc: int, media_ssrc: int, highest_seq: int) -> bytes:
     """RR (one report block) + REMB, a compound packet as browsers send every second or so."""
-    rr = _RTCP_HEADER.pack(0x81, 201, 7) + struct.pack(
-        "!IIIIIII", sender_ssrc, media_ssrc, 0, highest_seq & 0xFFFFFFFF, 10, 0, 0
-    )
-    exponent, mantissa = 0, REMB_BITRATE
-    while mantissa >= 1 << 18:
-        mantissa >>= 1
-        exponent += 1
-    remb = _RTCP_HEADER.pack(0x8F, 206, 5) + struct.pack(
-        "!II4sBBHI",
-        sender_ssrc,
-        0,
-        b"REMB",
-        1,
-        (exponent << 2) | (mantissa >> 16),
-        mantissa & 0xFFFF,
-        media_ssrc,
-    )
-    return rr + remb
+    block = ReportBlock(media_ssrc, 0, 0, highest_seq, jitter=10, last_sr=0, delay_since_last_sr=0)
+    rr = build_receiver_report(sender_ssrc, [block])
+    return rr + build_remb(sender_ssrc, REMB_BITRATE, [media_ssrc])
 
 
 def transport_cc(sender_ssrc: int, media_ssrc: int, base_seq: int, count: int) -> bytes:
@@ -102,7 +89,7 @@ def transport_cc(sender_ssrc: int, media_ssrc: int, base_seq: int, count: int) -
 
 
 def nack(sender_ssrc: int, media_ssrc: int, seq: int) -> bytes:
-    return _RTCP_HEADER.pack(0x81, 205, 3) + struct.pack("!IIHH", sender_ssrc, media_ssrc, seq, 0)
+    return build_nack(sender_ssrc, media_ssrc, [seq])
 
 
 def build_browser_schedule(
