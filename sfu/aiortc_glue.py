@@ -48,6 +48,7 @@ from aiortc.rtcrtpparameters import (
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
+from .codec_choice import VP8, VideoCodec
 from .header_extensions import MID_URI
 from .ice_guard import GuardedStunProtocol
 from .latency import SAMPLE_EVERY, LatencyHistogram
@@ -291,18 +292,23 @@ def _feedback_allowed(fb: RTCRtcpFeedback) -> bool:
     return (fb.type, fb.parameter) in FORWARDED_FEEDBACK
 
 
-def tune_negotiation(transceiver: RTCRtpTransceiver, offered: RTCRtpCodecParameters | None) -> None:
+def tune_negotiation(
+    transceiver: RTCRtpTransceiver,
+    offered: RTCRtpCodecParameters | None,
+    video_codec: VideoCodec | None = None,
+) -> None:
     """Narrow what aiortc is about to answer for one transceiver (call after setRemoteDescription).
 
-    ``offered`` is the browser's own codec entry for the preferred codec, whose feedback list we
-    intersect with what the relay can forward.
+    ``offered`` is the browser's own codec entry for the chosen codec, whose feedback list we
+    intersect with what the relay can forward. ``video_codec`` is the room's choice for video
+    (sfu/codec_choice.py); VP8 when not given.
     """
     kind = transceiver.kind
-    preferred = PREFERRED_CODEC[kind]
+    wanted = (video_codec or VP8) if kind == "video" else VideoCodec(PREFERRED_CODEC[kind])
     codecs: list[RTCRtpCodecParameters] = transceiver._codecs
-    main = next((c for c in codecs if c.mimeType.lower() == preferred.lower()), None)
+    main = next((c for c in codecs if wanted.matches(c.mimeType, c.parameters)), None)
     if main is None:
-        raise ValueError(f"the offer has no {preferred} for {kind}")
+        raise ValueError(f"the offer has no {wanted} for {kind}")
     chosen = [main]
     rtx = next(
         (

@@ -210,6 +210,10 @@ class Forwarder:
         downstream = self._downstream.get(stream)
         if upstream is None or downstream is None:
             return None  # e.g. a screen for a sink whose page has no screen m-line
+        if params.codec != downstream.params.codec:
+            # one leg still on VP8 while the other was answered H.264 (until the first browser
+            # has offered again, codec_choice.py): the sink could not decode these packets
+            return None
         full = ExtensionRewriter(
             params.ext_ids, downstream.params.ext_ids, params.mid, downstream.params.mid
         )

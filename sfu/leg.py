@@ -12,6 +12,7 @@ from aiortc import sdp as aiortc_sdp
 from . import aiortc_glue
 from .aiortc_glue import GatherPolicy, NegotiatedMedia, Wire
 from .chat_bridge import CHAT_CHANNEL_ID, CHAT_CHANNEL_LABEL, ChatLimiter
+from .codec_choice import VP8, VideoCodec, offered_video_codecs
 from .errors import InvalidOffer, PortsExhausted
 from .forwarder import Endpoint
 from .latency import LatencyHistogram
@@ -57,9 +58,16 @@ class Leg:
         self._streams: list[str] = []  # each transceiver's stream name, as _media
         self._candidates = CandidateBudget(set())
 
-    async def answer(self, offer_sdp: str) -> str:
-        """Accept the browser's offer and return the relay's answer (candidates included)."""
+    async def answer(
+        self,
+        offer_sdp: str,
+        choose_video: Callable[[frozenset[VideoCodec]], VideoCodec] | None = None,
+    ) -> str:
+        """Accept the browser's offer and return the relay's answer (candidates included).
+        ``choose_video`` gets the video codecs the offer has (once it passed the checks) and
+        names the one to answer with (the room's choice, codec_choice.py); VP8 without it."""
         description = parse_offer(offer_sdp)
+        video_codec = choose_video(offered_video_codecs(description)) if choose_video else VP8
         self._candidates = CandidateBudget(offered_candidates(offer_sdp))
         pc = aiortc_glue.make_peer_connection([])
         self._pc = pc
@@ -79,11 +87,16 @@ class Leg:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             for transceiver in pc.getTransceivers():
                 offered = next(m for m in description.media if m.rtp.muxId == transceiver.mid)
-                preferred = aiortc_glue.PREFERRED_CODEC[transceiver.kind].lower()
-                codec = next(
-                    (c for c in offered.rtp.codecs if c.mimeType.lower() == preferred), None
+                wanted = (
+                    (video_codec or VP8)
+                    if transceiver.kind == "video"
+                    else VideoCodec(aiortc_glue.PREFERRED_CODEC[transceiver.kind])
                 )
-                aiortc_glue.tune_negotiation(transceiver, codec)
+                codec = next(
+                    (c for c in offered.rtp.codecs if wanted.matches(c.mimeType, c.parameters)),
+                    None,
+                )
+                aiortc_glue.tune_negotiation(transceiver, codec, video_codec)
                 aiortc_glue.tune_header_extensions(transceiver, offered.rtp.headerExtensions)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)

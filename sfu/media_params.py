@@ -43,6 +43,9 @@ class KindParams:
     # the SSRCs the browser announced for this m-line (media, then RTX): with two video m-lines
     # of the same payload type, they (or the mid extension) tell the camera from the screen
     remote_ssrcs: tuple[int, ...] = ()
+    # the codec and, for H.264, its profile ("video/h264;42e01f"): the forwarder passes packets
+    # only between legs of the same codec, as the relay cannot transcode
+    codec: str = ""
 
     @property
     def nack(self) -> bool:
@@ -84,7 +87,15 @@ def kind_params(media: NegotiatedMedia) -> KindParams | None:
         local_rtx_ssrc=media.local_rtx_ssrc if rtx else None,
         feedback=frozenset((fb.type, fb.parameter) for fb in main.rtcpFeedback),
         remote_ssrcs=_announced_ssrcs(media),
+        codec=_codec_name(main.mimeType, main.parameters),
     )
+
+
+def _codec_name(mime: str, parameters: dict) -> str:
+    name = mime.lower()
+    if name == "video/h264":
+        name += ";" + str(parameters.get("profile-level-id", "")).lower()
+    return name
 
 
 def _announced_ssrcs(media: NegotiatedMedia) -> tuple[int, ...]:

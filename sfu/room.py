@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from . import rtcp
 from .aiortc_glue import GatherPolicy
+from .codec_choice import VideoCodec, best_shared
 from .errors import RoomClosed, RoomFull
 from .forwarder import Forwarder
 from .latency import LatencyHistogram
@@ -34,6 +35,9 @@ class Room:
     ) -> None:
         self.id = room_id
         self.on_leg_state: Callable[[str, str], None] | None = None
+        # (seat, codec mime type): that seat's browser must offer again so its leg can be
+        # answered with the codec both share (codec_choice.py); signaling tells the page
+        self.on_renegotiate: Callable[[str, str], None] | None = None
         self.closed = False
         self._gather = gather
         self._keyframe_interval = keyframe_interval
@@ -45,6 +49,8 @@ class Room:
         self.chat_relayed = 0
         self.chat_dropped = 0
         self._forwarders: dict[str, Forwarder] = {}  # by source seat
+        self._offered_video: dict[str, frozenset[VideoCodec]] = {}  # each seat's last offer
+        self._video_codec: dict[str, VideoCodec] = {}  # what each seat's leg was answered with
         self._reports = asyncio.ensure_future(self._send_receiver_reports())
 
     @property
@@ -88,12 +94,37 @@ class Room:
             on_chat=lambda message: self._relay_chat(seat, message),
         )
         self._legs[seat] = leg
+        other = next((s for s in self._forwarders if s != seat), None)
+        chosen: list[tuple[frozenset[VideoCodec], VideoCodec]] = []
+
+        def choose(offered: frozenset[VideoCodec]) -> VideoCodec:
+            # H.264 only where the first browser can be asked to offer again: without that,
+            # the first leg would stay on VP8 and the two could not see each other
+            known = self._offered_video.get(other) if other and self.on_renegotiate else None
+            codec = best_shared(offered, known)
+            chosen.append((offered, codec))
+            return codec
+
         try:
-            return await leg.answer(offer_sdp)
+            answer = await leg.answer(offer_sdp, choose)
         except Exception:
             if self._legs.get(seat) is leg:
                 del self._legs[seat]
             raise
+        offered, codec = chosen[0]
+        self._offered_video[seat] = offered
+        self._video_codec[seat] = codec
+        if other is not None and other in self._video_codec and self._video_codec[other] != codec:
+            # the other leg was answered before this browser's codecs were known
+            logger.info("renegotiate seat=%s codec=%s", other, codec)
+            if self.on_renegotiate is not None:
+                self.on_renegotiate(other, codec.mime)
+        return answer
+
+    def video_codec(self, seat: str) -> str | None:
+        """The video codec ``seat``'s leg was answered with ("video/VP8;..."), for tests."""
+        codec = self._video_codec.get(seat)
+        return str(codec) if codec else None
 
     async def add_ice_candidate(
         self, seat: str, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
