@@ -27,7 +27,7 @@ from signaling.http_errors import (
     storage_failure_status,
 )
 from signaling.logs import LOGGER_NAME, log_event
-from signaling.metrics import METRICS, Metrics, serve_metrics
+from signaling.metrics import METRICS, ClusterNode, Metrics, serve_metrics
 from signaling.readiness import check_readiness
 from signaling.relay_setup import CONSULTATIONS, close_live_media, live_media, live_state
 from signaling.routes_admin import AdminApi, SetPasswordApi
@@ -143,6 +143,7 @@ def create_app(
         from signaling.cluster.signal_relay import SignalRelay
 
         signal_relay = SignalRelay(cluster, config.cluster.heartbeat_interval_seconds)
+        metrics.watch_cluster(_cluster_view(cluster))
     metrics.watch_live(lambda: live_state(app))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -204,6 +205,19 @@ def _cluster_rooms(cluster: Cluster, signal_relay: SignalRelay):  # type: ignore
         await signal_relay.close()
 
     return context
+
+
+def _cluster_view(cluster: Cluster):  # type: ignore[no-untyped-def]
+    async def read() -> list[ClusterNode] | None:
+        from signaling.cluster import RedisUnavailable
+
+        try:
+            nodes = await cluster.nodes()
+        except RedisUnavailable:
+            return None
+        return [ClusterNode(n.node_id, n.rooms, n.capacity, n.draining) for n in nodes]
+
+    return read
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -22,8 +22,9 @@ No label carries personal data or an id: every label value comes from a fixed se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import platform
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -54,6 +55,7 @@ __all__ = [
     "REJECTION_REASONS",
     "RETRANSMISSION_RESULTS",
     "ROLES",
+    "ClusterNode",
     "LiveCollector",
     "LiveState",
     "Metrics",
@@ -95,11 +97,28 @@ class LiveState:
     seated: Mapping[str, int] = field(default_factory=dict)  # people in rooms, by role
 
 
+@dataclass(frozen=True)
+class ClusterNode:
+    """One live node as the registry in Redis describes it (signaling/cluster/registry.py). The
+    node id is the operator's name for a process or machine, never a person's."""
+
+    node_id: str
+    rooms: int
+    capacity: int
+    draining: bool
+
+
+# A scrape waits this long for the cluster view; then it shows the last one it had.
+CLUSTER_VIEW_SECONDS = 1.0
+
+
 class Metrics:
     """One app's registry and the signaling side's metrics."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._cluster_read: Callable[[], Awaitable[list[ClusterNode] | None]] | None = None
+        self._cluster_view: list[ClusterNode] | None = None
         registry = self.registry
         ProcessCollector(registry=registry)
         Info(PREFIX + "build", "Version of Sprechzimmer and of Python.", registry=registry).info(
@@ -152,8 +171,58 @@ class Metrics:
         """Ask ``live`` for the relay's snapshot and the rooms' occupancy at each scrape."""
         self.registry.register(LiveCollector(live))
 
+    def watch_cluster(self, read: Callable[[], Awaitable[list[ClusterNode] | None]]) -> None:
+        """In a cluster: the view of every live node, read (async) before each scrape; None
+        when Redis does not answer, which the scrape shows as no view rather than zero nodes."""
+        self._cluster_read = read
+        self.registry.register(_ClusterCollector(lambda: self._cluster_view))
+
+    async def scrape(self) -> bytes:
+        """The exposition, with the cluster view read just before."""
+        read = self._cluster_read
+        if read is not None:
+            with contextlib.suppress(TimeoutError):
+                self._cluster_view = await asyncio.wait_for(read(), CLUSTER_VIEW_SECONDS)
+        return self.exposition()
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ClusterCollector(Collector):
+    """The cluster view: nodes alive and each node's rooms, capacity and draining flag, so one
+    scrape of any node shows where the rooms are."""
+
+    def __init__(self, view: Callable[[], list[ClusterNode] | None]) -> None:
+        self._view = view
+
+    def collect(self) -> Iterator[Metric]:
+        nodes = self._view()
+        if nodes is None:
+            return
+        yield GaugeMetricFamily(
+            PREFIX + "cluster_nodes_alive",
+            "Nodes with a live registry entry (heartbeat within the TTL).",
+            value=len(nodes),
+        )
+        families = {
+            "rooms": GaugeMetricFamily(
+                PREFIX + "cluster_node_rooms", "Rooms open on each node.", labels=["node"]
+            ),
+            "capacity": GaugeMetricFamily(
+                PREFIX + "cluster_node_capacity", "Each node's limits.max_rooms.", labels=["node"]
+            ),
+            "draining": GaugeMetricFamily(
+                PREFIX + "cluster_node_draining",
+                "1 while a node drains (takes no new rooms).",
+                labels=["node"],
+            ),
+        }
+        for node in nodes:
+            families["rooms"].add_metric([node.node_id], node.rooms)
+            families["capacity"].add_metric([node.node_id], node.capacity)
+            families["draining"].add_metric([node.node_id], int(node.draining))
+        yield from families.values()
 
 
 METRICS = web.AppKey("metrics", Metrics)
@@ -280,7 +349,7 @@ async def serve_metrics(metrics: Metrics, host: str, port: int) -> web.AppRunner
     """Serve ``GET /metrics`` on its own listener; the caller cleans the runner up."""
 
     async def handle(request: web.Request) -> web.Response:
-        response = web.Response(body=metrics.exposition())
+        response = web.Response(body=await metrics.scrape())
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
