@@ -13,6 +13,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,6 +260,11 @@ class Page:
     received: list[dict[str, Any]] = field(default_factory=list)
     stopped: bool = False
     final: int | None = None
+    # time.monotonic() of the last join sent, joined, offer sent, answer (benchmarks/cluster_join)
+    join_sent_at: float = 0.0
+    joined_at: float = 0.0
+    offer_sent_at: float = 0.0
+    answer_at: float = 0.0
     _task: asyncio.Task[None] | None = None
     _ws: aiohttp.ClientWebSocketResponse | None = None
 
@@ -305,6 +311,7 @@ class Page:
             delay = min(delay * 2, MAX_DELAY_SECONDS)
 
     async def _session(self, ws: aiohttp.ClientWebSocketResponse) -> int | None:
+        self.join_sent_at = time.monotonic()
         await ws.send_json({"v": 1, "type": "join", **self.join})
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
@@ -312,12 +319,16 @@ class Page:
             data = json.loads(msg.data)
             self.received.append(data)
             if data["type"] == "joined":
+                self.joined_at = time.monotonic()
                 self.joins += 1
                 if self.peer is not None:
                     await self.peer.close()
                 self.peer = MediaPeer(self.picture, tone=self.tone)
-                await ws.send_json({"v": 1, "type": "offer", "sdp": await self.peer.offer()})
+                sdp = await self.peer.offer()
+                self.offer_sent_at = time.monotonic()
+                await ws.send_json({"v": 1, "type": "offer", "sdp": sdp})
             elif data["type"] == "answer" and self.peer is not None:
+                self.answer_at = time.monotonic()
                 await self.peer.accept(data["sdp"])
         return ws.close_code
 
