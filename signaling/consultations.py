@@ -216,6 +216,7 @@ class Consultation:
                 raise TherapistRoomLimit
             self._room = self._relay.create_room()
             self._room.on_leg_state = self._leg_state_changed
+            self._room.on_renegotiate = self._renegotiate
         return await self._room.connect(seat, sdp)
 
     async def candidate(
@@ -229,6 +230,13 @@ class Consultation:
         other = self._seats[self._other(seat)]
         if other is not None:
             other.send(_message("e2ee", payload=payload))
+
+    def _renegotiate(self, seat: str, codec: str) -> None:
+        """The relay answered the other browser with a codec this seat's leg lacks (H.264, when
+        both have it): the page offers again on a fresh peer connection (call.js)."""
+        participant = self._seats.get(seat)
+        if participant is not None:
+            participant.send(_message("renegotiate", codec=codec))
 
     def _leg_state_changed(self, seat: str, state: str) -> None:
         self._media[seat] = state

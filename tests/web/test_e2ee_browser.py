@@ -261,6 +261,20 @@ async def test_with_e2ee_preferred_a_browser_without_transforms_talks_in_the_cle
     await media_advances(call.client)
 
 
+# A client page that offers no H.264, so the call stays on VP8, whose payload descriptor the
+# ciphertext check below reads (two chromiums would otherwise end on H.264, sfu/codec_choice.py).
+NO_H264 = """
+(() => {
+  const createOffer = RTCPeerConnection.prototype.createOffer;
+  RTCPeerConnection.prototype.createOffer = function (...args) {
+    const codecs = RTCRtpReceiver.getCapabilities("video").codecs.filter((c) => c.mimeType !== "video/H264");
+    for (const t of this.getTransceivers()) if (t.receiver.track.kind === "video") t.setCodecPreferences(codecs);
+    return createOffer.apply(this, args);
+  };
+})();
+"""
+
+
 async def test_the_relay_forwards_only_ciphertext(web_server: WebServer, monkeypatch):
     rooms: list[Any] = []
     create_room = sfu.relay.Relay.create_room
@@ -271,7 +285,7 @@ async def test_the_relay_forwards_only_ciphertext(web_server: WebServer, monkeyp
         return room
 
     monkeypatch.setattr(sfu.relay.Relay, "create_room", recording_create_room)
-    call = await start_call(web_server)
+    call = await start_call(web_server, client_script=NO_H264)
     await media_advances(call.client)
     await media_advances(call.therapist)
 

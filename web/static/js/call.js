@@ -312,6 +312,9 @@ export class CallSession extends EventTarget {
         this.emit("media", message);
         if (message.state === "failed") this.restartPeer();
         break;
+      case "renegotiate":
+        this.renegotiate(message.codec);
+        break;
       case "ended":
         if (message.reason === SHUTDOWN) {
           // The server restarts; the appointment stays open. The socket closes with 1001 and
@@ -354,9 +357,9 @@ export class CallSession extends EventTarget {
 
   // --- the peer connection
 
-  async startPeer(kind) {
+  async startPeer(kind, { renegotiation = false } = {}) {
     const generation = ++this.generation;
-    if (kind === "reconnect") this.restarts++;
+    if (kind === "reconnect" && !renegotiation) this.restarts++; // a codec change is no restart
     this.lastInbound = { packets: -1, since: Date.now() };
     this.closePeer();
     const pc = new RTCPeerConnection({
@@ -456,6 +459,22 @@ export class CallSession extends EventTarget {
   }
 
   /** A fresh peer connection for the same seat (`reconnect`), after a short back-off. */
+  /**
+   * The relay answered the other browser with a codec our leg was not answered with (H.264
+   * once both are known to have it, sfu/codec_choice.py): offer again on a fresh peer
+   * connection, which the relay answers with that codec. Not restartPeer: nothing failed, so no
+   * "reconnecting" and no back-off. The E2EE worker and its keys stay, and are attached to the
+   * new transceivers as on any reconnect; the relay's answer names the one codec to send, so no
+   * setCodecPreferences is needed.
+   */
+  renegotiate(codec) {
+    if (this.done || this.restartPending || !this.hasLeg || !this.socket.isOpen) return;
+    if (this.phase !== "connecting" && this.phase !== "connected") return;
+    this.videoCodec = typeof codec === "string" ? codec : null; // for support and tests
+    this.renegotiations = (this.renegotiations || 0) + 1;
+    this.startPeer("reconnect", { renegotiation: true });
+  }
+
   restartPeer() {
     if (this.done || this.restartPending) return;
     if (!this.socket.isOpen || (this.phase !== "connecting" && this.phase !== "connected")) return;
