@@ -468,7 +468,9 @@ export class CallSession extends EventTarget {
    * setCodecPreferences is needed.
    */
   renegotiate(codec) {
-    if (this.done || this.restartPending || !this.hasLeg || !this.socket.isOpen) return;
+    // Not waiting for hasLeg: the relay sent our answer before this message, and its handler
+    // may still be applying it; the fresh offer replaces that leg either way.
+    if (this.done || this.restartPending || !this.socket.isOpen) return;
     if (this.phase !== "connecting" && this.phase !== "connected") return;
     this.videoCodec = typeof codec === "string" ? codec : null; // for support and tests
     this.renegotiations = (this.renegotiations || 0) + 1;
