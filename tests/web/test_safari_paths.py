@@ -11,8 +11,8 @@ way before any page script runs:
 - audible playback refused without a gesture (iOS autoplay rules; the videos are `playsinline`):
   the "sound on" button must appear, and a tap on it must start the remote audio.
 
-Without RTCRtpScriptTransform too (Safari before 15.4), a call with media.e2ee "required" says
-so and does not start: test_e2ee_browser.test_without_encoded_transforms_a_required_call_does_not_start.
+Without RTCRtpScriptTransform too (Safari before 15.4), media.e2ee "required" gets the page naming
+the browsers that work: test_unsupported_browser.py.
 """
 
 from __future__ import annotations
