@@ -20,6 +20,9 @@ from .totals import RelayTotals
 logger = logging.getLogger(__name__)
 
 SEATS_PER_ROOM = 2
+# Codec switches a room asks for before it settles on VP8 for good: a page that offers H.264 and
+# then not, over and over, would otherwise make the other page renegotiate each time.
+MAX_RENEGOTIATIONS = 3
 
 
 class Room:
@@ -51,6 +54,7 @@ class Room:
         self._forwarders: dict[str, Forwarder] = {}  # by source seat
         self._offered_video: dict[str, frozenset[VideoCodec]] = {}  # each seat's last offer
         self._video_codec: dict[str, VideoCodec] = {}  # what each seat's leg was answered with
+        self._renegotiations = 0
         self._reports = asyncio.ensure_future(self._send_receiver_reports())
 
     @property
@@ -100,7 +104,9 @@ class Room:
         def choose(offered: frozenset[VideoCodec]) -> VideoCodec:
             # H.264 only where the first browser can be asked to offer again: without that,
             # the first leg would stay on VP8 and the two could not see each other
-            known = self._offered_video.get(other) if other and self.on_renegotiate else None
+            settled = self._renegotiations >= MAX_RENEGOTIATIONS
+            asked = other and self.on_renegotiate and not settled
+            known = self._offered_video.get(other) if asked else None
             codec = best_shared(offered, known)
             chosen.append((offered, codec))
             return codec
@@ -118,6 +124,7 @@ class Room:
             # the other leg was answered before this browser's codecs were known
             logger.info("renegotiate seat=%s codec=%s", other, codec)
             if self.on_renegotiate is not None:
+                self._renegotiations += 1
                 self.on_renegotiate(other, codec.mime)
         return answer
 

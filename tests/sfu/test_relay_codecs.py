@@ -9,6 +9,7 @@ import re
 from aiortc import RTCRtpSender
 
 from sfu.codec_choice import VP8, VideoCodec, best_shared, offered_video_codecs
+from sfu.room import MAX_RENEGOTIATIONS
 from tests.sfu.conftest import join
 from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, MediaPeer, looks_like
 
@@ -125,3 +126,23 @@ def test_the_best_shared_codec():
     assert best_shared(chromium, main_only) == VideoCodec("video/H264", "4d001f")
     # the same profile-level-id or no H.264
     assert best_shared(frozenset({VP8, H264}), main_only) == VP8
+
+
+async def test_a_page_flipping_its_codecs_cannot_make_the_other_renegotiate_forever(relay, peers):
+    room = relay.create_room()
+    asked: list[tuple[str, str]] = []
+    room.on_renegotiate = lambda seat, codec: asked.append((seat, codec))
+    await join(room, "therapist", peers(RED_BLUE, tone=440))
+    for round_ in range(8):
+        # the client offers H.264 and then not, each time on a fresh peer connection
+        client = peers(GREEN_WHITE, tone=880)
+        if round_ % 2:
+            vp8_only(client)
+        await room.connect("client", await client.offer())
+        if asked and asked[-1][0] == "therapist":
+            # the therapist's page does what it is told: it offers again
+            await room.connect("therapist", await peers(RED_BLUE, tone=440).offer())
+    # three switches, then one last to VP8, where the room stays: not one per flip (eight)
+    assert len(asked) == 4, asked
+    assert MAX_RENEGOTIATIONS == 3
+    assert room.video_codec("therapist") == room.video_codec("client") == "video/VP8"
