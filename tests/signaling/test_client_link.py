@@ -35,6 +35,7 @@ async def test_an_open_link_shows_its_times_and_the_current_terms_version(api: A
         "terms_version": TERMS_VERSION,
         "bound": False,
         "crisis_card": False,
+        "e2ee": "required",  # the page tells a browser that cannot encrypt before consent
     }
     assert headers["Cache-Control"] == "no-store"
 
