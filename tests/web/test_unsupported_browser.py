@@ -78,3 +78,15 @@ async def test_with_e2ee_preferred_a_browser_without_frame_encryption_may_join(
     await expect(page.locator("#btn-join")).to_be_enabled()
     assert not await page.locator("#unsupported").is_visible()
     assert recorded.errors == []
+
+
+async def test_the_therapists_call_page_names_the_browsers_that_work(web_server: WebServer):
+    appointment = await web_server.appointment(dt.timedelta(minutes=5))
+    context = await web_server.context()
+    await context.add_init_script("delete window.RTCPeerConnection;")
+    dashboard, _ = await web_server.signed_in_page(context)
+    page, recorded = await web_server.page(context)
+    await page.goto(f"{web_server.url}/call/{appointment['id']}")
+    await shows_the_supported_browsers(page)
+    await dashboard.close()
+    assert recorded.errors == []

@@ -17,7 +17,12 @@ async function main() {
   const raw = location.pathname.split("/")[2] || "";
   if (!/^\d{1,18}$/.test(raw)) return prepareError(t("therapistCall.notFound"));
   const id = Number(raw);
-  if (!browserSupported()) return prepareError(t("therapistCall.unsupported"));
+  if (!browserSupported()) {
+    // the same page as the client's: which browsers work, with versions
+    $("prepare").hidden = true;
+    $("unsupported").hidden = false;
+    return;
+  }
 
   let appointment;
   try {
