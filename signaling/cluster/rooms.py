@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from signaling.cluster.registry import least_loaded
+
 if TYPE_CHECKING:
     from signaling.cluster import Cluster
 
@@ -22,6 +24,16 @@ __all__ = ["NoNodeForRoom", "RoomPlacement"]
 _TAKE_OVER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+# Renew only a placement that is ours or has lapsed: a room another node took over (this node
+# looked dead to a rejoin, e.g. during a long pause of its event loop) stays with that node.
+_RENEW = """
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
 end
 return 0
@@ -95,7 +107,7 @@ class RoomPlacement:
         async def renew_all() -> None:
             async with redis.pipeline(transaction=False) as pipe:
                 for appointment_id in appointment_ids:
-                    pipe.set(self.key(appointment_id), node, px=self._ttl_ms)
+                    pipe.eval(_RENEW, 1, self.key(appointment_id), node, str(self._ttl_ms))
                 await pipe.execute()
 
         await self._cluster.link.call(renew_all)
@@ -109,10 +121,14 @@ class RoomPlacement:
         )
 
     async def _choose(self) -> str:
-        node = await self._cluster.least_loaded_healthy()
-        if node is None:
-            raise NoNodeForRoom
-        return node.node_id
+        # A killed node's registry entry lingers up to one TTL, with its last (low) room count:
+        # skip nodes whose channel has no listener, or every rejoin would land on the dead one.
+        nodes = await self._cluster.nodes()
+        while (node := least_loaded(nodes)) is not None:
+            if node.node_id == self._cluster.node_id or await self._cluster.alive(node.node_id):
+                return node.node_id
+            nodes = [other for other in nodes if other.node_id != node.node_id]
+        raise NoNodeForRoom
 
 
 def _text(value: object) -> str | None:

@@ -327,6 +327,15 @@ class Page:
                 sdp = await self.peer.offer()
                 self.offer_sent_at = time.monotonic()
                 await ws.send_json({"v": 1, "type": "offer", "sdp": sdp})
+            elif data["type"] == "renegotiate":
+                # as call.js: offer again on a fresh peer connection (the other browser shares
+                # a better codec); no reconnect of the socket, not counted as a join
+                if self.peer is not None:
+                    await self.peer.close()
+                self.peer = MediaPeer(self.picture, tone=self.tone)
+                sdp = await self.peer.offer()
+                self.offer_sent_at = time.monotonic()
+                await ws.send_json({"v": 1, "type": "reconnect", "sdp": sdp})
             elif data["type"] == "answer" and self.peer is not None:
                 self.answer_at = time.monotonic()
                 await self.peer.accept(data["sdp"])
