@@ -4,7 +4,10 @@ live call, and a node drained with a live call."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,7 +31,14 @@ from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, looks_like, use_loopbac
 from tests.signaling.api_server import _PASSWORD_HASH
 
 MEDIA_SECONDS = 30.0
-BACK_IN_MEDIA_SECONDS = 10.0  # the issue's bound, kill -9 to media on both sides
+BACK_IN_MEDIA_SECONDS = 10.0
+DRAIN_COMMAND = (
+    sys.executable,
+    "-m",
+    "signaling",
+    "drain",
+    "--config",
+)  # the issue's bound, kill -9 to media on both sides
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +181,9 @@ async def test_killing_the_rooms_node_brings_both_back_into_media_on_the_other_n
             await client.stop()
 
 
+@pytest.mark.parametrize("how", ["sigterm", "sprechzimmer drain"])
 async def test_a_drained_node_keeps_its_live_call_to_the_end_and_new_rooms_go_elsewhere(
-    tmp_path: Path, shared_redis: RedisServer, key_prefix: str, shared_db
+    tmp_path: Path, shared_redis: RedisServer, key_prefix: str, shared_db, how: str
 ):
     use_loopback_only()
     dsn, _ = shared_db
@@ -187,7 +198,18 @@ async def test_a_drained_node_keeps_its_live_call_to_the_end_and_new_rooms_go_el
             )
             assert await cluster.owner(appointment_id) == "n1"
             drained = cluster.node("n1")
-            drained.terminate()  # SIGTERM in a cluster = drain
+            if how == "sigterm":
+                drained.terminate()  # SIGTERM in a cluster = drain
+            else:
+                result = await asyncio.to_thread(
+                    subprocess.run,
+                    [*DRAIN_COMMAND, str(drained.config_path), "n1"],
+                    capture_output=True,
+                    text=True,
+                    timeout=MEDIA_SECONDS,
+                )
+                assert result.returncode == 0, result.stderr
+                assert "n1: draining" in result.stdout, result.stdout
             await until(
                 lambda: "drain_started" in drained.stderr(),
                 lambda: "n1 logged drain_started",
