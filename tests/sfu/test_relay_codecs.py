@@ -43,10 +43,10 @@ async def test_two_h264_browsers_end_on_h264_after_the_first_offers_again(relay,
     room = relay.create_room()
     asked: list[tuple[str, str]] = []
     room.on_renegotiate = lambda seat, codec: asked.append((seat, codec))
-    first_answer = await join(room, "therapist", peers(RED_BLUE, tone=440))
+    first_answer = await join(room, "therapist", peers(RED_BLUE, tone=440, h264=True))
     # alone, the first browser gets VP8: whoever comes next has it
     assert video_codecs(first_answer)[0] == "VP8", first_answer
-    client = peers(GREEN_WHITE, tone=880)
+    client = peers(GREEN_WHITE, tone=880, h264=True)
     client_answer = await join(room, "client", client)
     assert video_codecs(client_answer)[0] == "H264", client_answer
     assert "VP8" not in video_codecs(client_answer)
@@ -54,7 +54,7 @@ async def test_two_h264_browsers_end_on_h264_after_the_first_offers_again(relay,
     assert room.video_codec("client") == "video/H264;42e01f"
 
     # the therapist's page offers again (a fresh peer connection, as call.js's restartPeer)
-    therapist = peers(RED_BLUE, tone=440)
+    therapist = peers(RED_BLUE, tone=440, h264=True)
     again = await join(room, "therapist", therapist)
     assert video_codecs(again)[0] == "H264", again
     assert asked == [("therapist", "video/H264")]  # no second round
@@ -66,9 +66,9 @@ async def test_with_a_vp8_only_browser_both_stay_on_vp8_without_renegotiation(re
     room = relay.create_room()
     asked: list[tuple[str, str]] = []
     room.on_renegotiate = lambda seat, codec: asked.append((seat, codec))
-    therapist = peers(RED_BLUE, tone=440)
+    therapist = peers(RED_BLUE, tone=440, h264=True)
     await join(room, "therapist", therapist)
-    client = vp8_only(peers(GREEN_WHITE, tone=880))
+    client = vp8_only(peers(GREEN_WHITE, tone=880, h264=True))
     answer = await join(room, "client", client)
     assert video_codecs(answer) == ["VP8", "rtx"] or video_codecs(answer)[0] == "VP8", answer
     assert await therapist.wait_for(sees(GREEN_WHITE))
@@ -80,9 +80,9 @@ async def test_an_h264_browser_after_a_vp8_only_one_asks_nobody_to_renegotiate(r
     room = relay.create_room()
     asked: list[tuple[str, str]] = []
     room.on_renegotiate = lambda seat, codec: asked.append((seat, codec))
-    client = vp8_only(peers(GREEN_WHITE, tone=880))
+    client = vp8_only(peers(GREEN_WHITE, tone=880, h264=True))
     await join(room, "client", client)
-    therapist = peers(RED_BLUE, tone=440)
+    therapist = peers(RED_BLUE, tone=440, h264=True)
     answer = await join(room, "therapist", therapist)
     assert video_codecs(answer)[0] == "VP8", answer
     assert await client.wait_for(sees(RED_BLUE))
@@ -132,16 +132,16 @@ async def test_a_page_flipping_its_codecs_cannot_make_the_other_renegotiate_fore
     room = relay.create_room()
     asked: list[tuple[str, str]] = []
     room.on_renegotiate = lambda seat, codec: asked.append((seat, codec))
-    await join(room, "therapist", peers(RED_BLUE, tone=440))
+    await join(room, "therapist", peers(RED_BLUE, tone=440, h264=True))
     for round_ in range(8):
         # the client offers H.264 and then not, each time on a fresh peer connection
-        client = peers(GREEN_WHITE, tone=880)
+        client = peers(GREEN_WHITE, tone=880, h264=True)
         if round_ % 2:
             vp8_only(client)
         await room.connect("client", await client.offer())
         if asked and asked[-1][0] == "therapist":
             # the therapist's page does what it is told: it offers again
-            await room.connect("therapist", await peers(RED_BLUE, tone=440).offer())
+            await room.connect("therapist", await peers(RED_BLUE, tone=440, h264=True).offer())
     # three switches, then one last to VP8, where the room stays: not one per flip (eight)
     assert len(asked) == 4, asked
     assert MAX_RENEGOTIATIONS == 3

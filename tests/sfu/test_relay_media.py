@@ -22,6 +22,15 @@ def announced_ssrcs(sdp: str) -> set[int]:
     return {int(s) for s in re.findall(r"^a=ssrc:(\d+) ", sdp, re.M)}
 
 
+def video_media_ssrc(sdp: str) -> int:
+    """The SSRC of the first video m-line's media stream (not its RTX, not audio's)."""
+    video = sdp.split("m=video", 1)[1].split("\r\nm=", 1)[0]
+    group = re.search(r"^a=ssrc-group:FID (\d+) ", video, re.M)
+    if group:
+        return int(group.group(1))
+    return int(re.findall(r"^a=ssrc:(\d+) ", video, re.M)[0])
+
+
 async def test_each_side_decodes_the_other_sides_picture_and_tone(relay, peers):
     room = relay.create_room()
     therapist, client = peers(RED_BLUE, tone=440), peers(GREEN_WHITE, tone=880)
@@ -103,7 +112,8 @@ async def test_keyframe_requests_reach_the_sender_at_most_once_per_interval(rela
     counters = room.forwarders()[0].counters  # a -> b: b's keyframe requests arrive here
     received, sent = counters.keyframe_requests_received, counters.keyframe_requests_sent
     receiver = next(r for r in b.pc.getReceivers() if r.track.kind == "video")
-    media_ssrc = next(iter(announced_ssrcs(b.pc.remoteDescription.sdp)))
+    # a PLI names the video stream: any other SSRC of the answer (audio, RTX) is no keyframe
+    media_ssrc = video_media_ssrc(b.pc.remoteDescription.sdp)
     interval = relay.config.keyframe_request_interval
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -114,12 +124,12 @@ async def test_keyframe_requests_reach_the_sender_at_most_once_per_interval(rela
         lambda: counters.keyframe_requests_received >= received + 10, "the relay got all 10"
     )
     elapsed = loop.time() - started
-    # ... and passed on one per interval that began while they came in: one on a quiet machine;
-    # a loaded one may spread the ten over more than an interval, never over ten of them
+    # ... and passed on at most one per interval that began while they came in: one on a quiet
+    # machine (none if a request of the receiver's own decoder passed just before), a loaded one
+    # may spread the ten over more than an interval, never over ten of them
     passed = counters.keyframe_requests_sent - sent
-    assert 1 <= passed <= 1 + int(elapsed / interval), (passed, elapsed)
+    assert passed <= 1 + int(elapsed / interval), (passed, elapsed)
     assert passed < 10
-    await until(lambda: len(plis) >= 1, "the sender got a keyframe request")
     await asyncio.sleep(interval)  # the interval passes: time itself is what is tested
     before = counters.keyframe_requests_sent
     await receiver._send_rtcp_pli(media_ssrc)
@@ -127,6 +137,7 @@ async def test_keyframe_requests_reach_the_sender_at_most_once_per_interval(rela
         lambda: counters.keyframe_requests_sent > before,
         "the relay passed on the next request after the interval",
     )
+    await until(lambda: len(plis) >= 1, "the sender got a keyframe request")
 
 
 async def test_nacks_for_packets_lost_on_the_receivers_leg_are_answered_from_the_cache(
