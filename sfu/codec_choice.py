@@ -12,6 +12,7 @@ the first browser to offer again (``Room.on_renegotiate``); its new leg is answe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiortc.sdp import SessionDescription
@@ -26,7 +27,7 @@ class VideoCodec:
     mime: str  # "video/VP8" or "video/H264"
     profile_level_id: str | None = None  # H.264 only, lower case
 
-    def matches(self, mime: str, parameters: dict) -> bool:
+    def matches(self, mime: str, parameters: Mapping[str, object]) -> bool:
         """Whether a codec entry of an SDP (aiortc's RTCRtpCodecParameters) is this codec."""
         if mime.lower() != self.mime.lower():
             return False

@@ -7,6 +7,7 @@ annotation alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -91,7 +92,7 @@ def kind_params(media: NegotiatedMedia) -> KindParams | None:
     )
 
 
-def _codec_name(mime: str, parameters: dict) -> str:
+def _codec_name(mime: str, parameters: Mapping[str, object]) -> str:
     name = mime.lower()
     if name == "video/h264":
         name += ";" + str(parameters.get("profile-level-id", "")).lower()

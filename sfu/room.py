@@ -106,7 +106,7 @@ class Room:
             # the first leg would stay on VP8 and the two could not see each other
             settled = self._renegotiations >= MAX_RENEGOTIATIONS
             asked = other and self.on_renegotiate and not settled
-            known = self._offered_video.get(other) if asked else None
+            known = self._offered_video.get(other) if asked and other is not None else None
             codec = best_shared(offered, known)
             chosen.append((offered, codec))
             return codec
