@@ -67,7 +67,11 @@ class Leg:
         ``choose_video`` gets the video codecs the offer has (once it passed the checks) and
         names the one to answer with (the room's choice, codec_choice.py); VP8 without it."""
         description = parse_offer(offer_sdp)
-        video_codec = choose_video(offered_video_codecs(description)) if choose_video else VP8
+        video_offered = offered_video_codecs(description)
+        if not video_offered and any(m.kind == "video" for m in description.media):
+            # said here, in the relay's words, before aiortc fails on it less clearly
+            raise InvalidOffer("the offer has no VP8 or H.264 (packetization-mode 1) for video")
+        video_codec = choose_video(video_offered) if choose_video else VP8
         self._candidates = CandidateBudget(offered_candidates(offer_sdp))
         pc = aiortc_glue.make_peer_connection([])
         self._pc = pc
