@@ -49,6 +49,7 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from .codec_choice import VP8, VideoCodec
+from .consent import keep_consent_fresh
 from .header_extensions import MID_URI
 from .ice_guard import GuardedStunProtocol
 from .latency import SAMPLE_EVERY, LatencyHistogram
@@ -133,6 +134,10 @@ def check_internals() -> list[str]:
             "def get_component_candidates",
             "def request_received",
             "def data_received",
+            "def query_consent",
+            "def build_request",
+            "self._query_consent_task",
+            "self.remote_password",
         ),
         "RTCIceGatherer": ("self._connection",),
         # sfu.ice_guard replaces datagram_received; it relies on these being what they were
@@ -221,8 +226,9 @@ def prepare_peer_connection(pc: RTCPeerConnection, policy: GatherPolicy) -> None
         transports.append(pc.sctp.transport)  # bundled away later, unless it comes first
     for dtls in transports:
         connection = dtls.transport.iceGatherer._connection
-        # replacing aioice's method on this one instance is the point; mypy forbids it generally
+        # replacing aioice's methods on this one instance is the point; mypy forbids it generally
         connection.get_component_candidates = _gatherer(connection, policy)  # type: ignore[method-assign, assignment]
+        connection.query_consent = keep_consent_fresh(connection)  # type: ignore[method-assign]
 
 
 def _gatherer(
@@ -426,6 +432,15 @@ class Wire:
 
     def close(self) -> None:
         self._closed = True
+
+
+def ice_connection(pc: RTCPeerConnection) -> aioice.ice.Connection | None:
+    """The aioice connection under ``pc``'s (bundled) transport, once there is one."""
+    transceivers = pc.getTransceivers()
+    if not transceivers:
+        return None
+    dtls: RTCDtlsTransport = transceivers[0].receiver.transport
+    return dtls.transport._connection
 
 
 def take_over_wire(

@@ -13,6 +13,7 @@ from . import aiortc_glue
 from .aiortc_glue import GatherPolicy, NegotiatedMedia, Wire
 from .chat_bridge import CHAT_CHANNEL_ID, CHAT_CHANNEL_LABEL, ChatLimiter
 from .codec_choice import VP8, VideoCodec, offered_video_codecs
+from .consent import consent_expired
 from .errors import InvalidOffer, PortsExhausted
 from .forwarder import Endpoint
 from .latency import LatencyHistogram
@@ -40,7 +41,8 @@ class Leg:
         on_chat: Callable[[str | bytes], None] | None = None,
     ) -> None:
         self.state = "new"
-        self.failure: str | None = None  # "ice" or "dtls" once the leg failed
+        # "ice", "consent" (the browser stopped answering for 30 s, sfu.consent) or "dtls"
+        self.failure: str | None = None
         self.endpoint: Endpoint | None = None
         self.wire: Wire | None = None
         self.errors = 0
@@ -209,7 +211,13 @@ class Leg:
         if self._pc is None:
             return
         state = self._pc.connectionState
-        if state == "failed":
+        connection = aiortc_glue.ice_connection(self._pc)
+        if connection is not None and consent_expired(connection):
+            # aiortc closes the whole peer connection right after the failure, often before
+            # this handler runs, so the state read here may already be "closed"
+            self.failure = "consent"
+            self._set_state("failed")
+        elif state == "failed":
             self.failure = "ice" if self._pc.iceConnectionState == "failed" else "dtls"
             self._set_state("failed")
         elif state == "closed":

@@ -64,6 +64,7 @@ class Relay:
             legs_connected=totals.legs_connected,
             ice_failures=totals.ice_failures,
             dtls_failures=totals.dtls_failures,
+            consent_expiries=totals.consent_expiries,
             port_exhaustions=self._ports.exhausted,
             forwarded=totals.retired + sum_counts(room.forwarded for room in rooms),
             latency=self._latency.snapshot(),

@@ -216,6 +216,8 @@ class Room:
                 self._totals.legs_connected += 1
             elif state == "failed" and leg.failure == "ice":
                 self._totals.ice_failures += 1
+            elif state == "failed" and leg.failure == "consent":
+                self._totals.consent_expiries += 1
             elif state == "failed":
                 self._totals.dtls_failures += 1
         if state == "connected" and leg.endpoint is not None:

@@ -99,6 +99,8 @@ class RelaySnapshot:
     legs_connected: int = 0  # peer connections that reached connected
     ice_failures: int = 0
     dtls_failures: int = 0
+    # connected legs whose browser stopped answering consent checks for 30 s (sfu.consent)
+    consent_expiries: int = 0
     port_exhaustions: int = 0  # times a leg found no free port in the UDP range
     forwarded: ForwardingCounts = field(default_factory=ForwardingCounts)  # closed + live rooms
     latency: LatencySnapshot = field(default_factory=LatencySnapshot)

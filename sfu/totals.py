@@ -15,6 +15,7 @@ class RelayTotals:
         self.legs_connected = 0
         self.ice_failures = 0
         self.dtls_failures = 0
+        self.consent_expiries = 0
         self.retired = ForwardingCounts()  # what the closed rooms forwarded
 
     def retire(self, counters: Iterable[Counters]) -> None:

@@ -271,6 +271,12 @@ class LiveCollector(Collector):
                 relay.dtls_failures,
             ),
             (
+                "consent_expiries",
+                "Connected peer connections closed because the browser stopped answering ICE "
+                "consent checks for 30 s (RFC 7675).",
+                relay.consent_expiries,
+            ),
+            (
                 "udp_port_exhaustions",
                 "Times a peer connection found no free port in the UDP range.",
                 relay.port_exhaustions,

@@ -59,6 +59,7 @@ LISTED = (
     "sprechzimmer_forward_latency_seconds_bucket",
     "sprechzimmer_ice_failures_total",
     "sprechzimmer_dtls_failures_total",
+    "sprechzimmer_consent_expiries_total",
     "sprechzimmer_udp_port_exhaustions_total",
     "sprechzimmer_websocket_connections_active",
     "process_cpu_seconds_total",
