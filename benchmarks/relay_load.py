@@ -121,6 +121,17 @@ async def _serve_relay(conn: Connection, port_min: int, port_max: int, listen: s
             elif command == "counters":
                 result = relay_counters(rooms)
                 result["latency_counts"] = list(relay.snapshot().latency.counts)
+            elif command == "failures":
+                # why legs ended: the relay's own counters (consent, ICE, DTLS) and leg states
+                snapshot = relay.snapshot()
+                states = [room.leg_state(seat) for room in rooms for seat in ("a", "b")]
+                result = {
+                    "consent_expiries": snapshot.consent_expiries,
+                    "ice_failures": snapshot.ice_failures,
+                    "dtls_failures": snapshot.dtls_failures,
+                    "legs_connected": states.count("connected"),
+                    "legs": len(states),
+                }
             elif command == "profile_start":
                 profiler = cProfile.Profile()
                 profiler.enable()

@@ -689,6 +689,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for multiplier in args.rates:
                 rows.append(await measure_rate(pairs, multiplier, args, windows, step))
                 step += 2 * args.repeats
+        failures = await relay.handle.call("failures")
+        generator_closed = {
+            server.name: sum(p.pc.connectionState != "connected" for p in server_peers)
+            for server, server_peers in pairs
+        }
     finally:
         for server_peers in peers:
             await close_peers(server_peers)
@@ -696,7 +701,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             with contextlib.suppress(Exception):
                 await server.close()
         ns.remove()
-    return {"rows": rows, "windows": windows, "best": best, "profiles": profiles}
+    return {
+        "rows": rows,
+        "windows": windows,
+        "best": best,
+        "profiles": profiles,
+        "relay_failures": failures,
+        "generator_peers_lost": generator_closed,
+    }
 
 
 def main() -> None:
@@ -769,6 +781,11 @@ def main() -> None:
             )
         if result["best"].get("relay") and result["best"].get("janus"):
             print(f"ratio relay/janus: {result['best']['relay'] / result['best']['janus']:.2f}")
+    # a leg that died is a result too: say why (issue #17 saw legs die under overload)
+    print(
+        f"relay legs at the end: {result['relay_failures']}; generator peers no longer "
+        f"connected: {result['generator_peers_lost']}"
+    )
     print(f"took {elapsed:.0f} s")
     name = "relay_vs_janus_find_max" if args.find_max else "relay_vs_janus"
     if args.traffic == "browser":
@@ -782,6 +799,8 @@ def main() -> None:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "profiles": result["profiles"],
         "best": result["best"],
+        "relay_failures": result["relay_failures"],
+        "generator_peers_lost": result["generator_peers_lost"],
         "windows": [asdict(w) for w in result["windows"]],
         "seconds": round(elapsed, 1),
     }
