@@ -18,16 +18,6 @@ from signaling.credentials import load_or_create_session_secret
 from signaling.storage.sqlite import SqliteStorage
 from tests.signaling.api_server import ApiServer
 
-# A fixed range, kept only for test_sdp_abuse.py (another change owns that file); everything else
-# takes its ports from tests/ports.py (the `udp_ports` fixture and media_config), so concurrent
-# runs cannot collide. Remove once test_sdp_abuse.py does the same.
-MEDIA = """media:
-  allow_loopback_candidates: true
-  listen_addresses: ["127.0.0.1"]
-  udp_port_min: 44100
-  udp_port_max: 44299
-"""
-
 
 @asynccontextmanager
 async def app_serving(
