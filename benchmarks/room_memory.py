@@ -1,0 +1,124 @@
+"""Memory per room with media flowing, and whether it grows (issue #17: <= 0.5 MiB per room).
+
+For each room count, a fresh relay process (relay_load.py's, pinned to CPU 0) is measured three
+times: idle before any room (the baseline), after the rooms connected, and at the end of
+``--warmup`` + ``--measure`` seconds of media at 1x (200 video + 50 audio packets/s per peer,
+the video 1100 bytes: the packet caches fill within their 0.5 s). Per room is the growth over the
+baseline divided by the rooms; the slope between two counts removes what any first room costs
+once (imports, the event loop's own buffers). Growth is the RSS change over the measured window
+as MiB/min; ``--measure 3600`` is the hour the issue asks about.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/room_memory.py                 # ~2 min
+    PYTHONPATH=. .venv/bin/python benchmarks/room_memory.py --rooms 50 --measure 3600
+
+RSS (VmRSS) is what the kernel holds for the process; Python keeps freed memory in its arenas, so
+figures only ever show what was reached, not what is still in use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import relay_load
+
+RESULTS = Path(__file__).parent / "results" / "room_memory.json"
+
+
+async def measure(rooms: int, warmup: float, measure_seconds: float, step: int) -> dict:
+    relay = relay_load.RelayHandle(relay_load.PORT_MIN, relay_load.PORT_MAX)
+    peers: list[relay_load.Peer] = []
+    try:
+        await relay.call("states")  # the relay process is up and idle
+        baseline = relay.rss_kib()
+        peers = await relay_load.connect_rooms(relay, rooms, same_ids=False)
+        connected = relay.rss_kib()
+        result = await relay_load.run_step(relay, peers, rooms, 1.0, warmup, measure_seconds, step)
+        media_end = relay.rss_kib()
+        return {
+            "rooms": rooms,
+            "baseline_mib": baseline / 1024,
+            "connected_mib": connected / 1024,
+            "media_start_mib": result.relay_rss_start_mib,
+            "media_end_mib": media_end / 1024,
+            "per_room_connected_mib": (connected - baseline) / 1024 / rooms,
+            "per_room_media_mib": (media_end - baseline) / 1024 / rooms,
+            "growth_mib_per_min": (result.relay_rss_end_mib - result.relay_rss_start_mib)
+            / measure_seconds
+            * 60,
+            "loss": result.loss,
+        }
+    finally:
+        await relay_load.close_peers(peers)
+        await relay.close()
+
+
+async def run(args: argparse.Namespace) -> list[dict]:
+    rows = []
+    for step, rooms in enumerate(args.rooms):
+        row = await measure(rooms, args.warmup, args.measure, step)
+        print(
+            f"  {rooms} rooms: {row['baseline_mib']:.1f} -> {row['connected_mib']:.1f} "
+            f"(connected) -> {row['media_end_mib']:.1f} MiB (media)",
+            file=sys.stderr,
+        )
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rooms", type=int, nargs="+", default=[10, 25, 50])
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--measure", type=float, default=20.0)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {relay_load.GENERATOR_CPU})
+    started = time.monotonic()
+    rows = asyncio.run(run(args))
+    print(
+        f"relay RSS per room, media at 1x for {args.warmup:g}+{args.measure:g} s "
+        "(VmRSS of the relay process over its idle baseline)"
+    )
+    print(
+        f"{'rooms':>5} {'idle MiB':>8} {'conn MiB':>8} {'media MiB':>9} "
+        f"{'MiB/room conn':>13} {'MiB/room media':>14} {'growth MiB/min':>14} {'loss':>7}"
+    )
+    for r in rows:
+        print(
+            f"{r['rooms']:>5} {r['baseline_mib']:>8.1f} {r['connected_mib']:>8.1f} "
+            f"{r['media_end_mib']:>9.1f} {r['per_room_connected_mib']:>13.3f} "
+            f"{r['per_room_media_mib']:>14.3f} {r['growth_mib_per_min']:>+14.3f} {r['loss']:>7.3%}"
+        )
+    if len(rows) >= 2:
+        first, last = rows[0], rows[-1]
+        slope = (last["media_end_mib"] - first["media_end_mib"]) / (last["rooms"] - first["rooms"])
+        print(
+            f"slope {first['rooms']} -> {last['rooms']} rooms: {slope:.3f} MiB per additional "
+            "room with media"
+        )
+    print(f"took {time.monotonic() - started:.0f} s")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "room_memory",
+                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
+                "settings": vars(args),
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
