@@ -47,10 +47,10 @@ from rtp_packets import (
     browser_extension_block,
 )
 
-from sfu.aiortc_glue import Wire
 from sfu.forwarder import Endpoint, Forwarder
 from sfu.media_params import KindParams
 from sfu.rtp import RTCP_SECOND_MAX, RTCP_SECOND_MIN, SRTP_FIRST_MAX, SRTP_FIRST_MIN
+from sfu.wire import Wire
 
 VIDEO_PAYLOAD_BYTES = 1100  # a full VP8 packet under a 1200-byte MTU budget
 AUDIO_PAYLOAD_BYTES = 100  # Opus at ~40 kbit/s, 20 ms frames
@@ -280,7 +280,7 @@ def protect_stage(scenario: str, kind: str) -> Stage:
 
 
 def total_stage(scenario: str, kind: str) -> Stage:
-    """What ``aiortc_glue._install_reader``'s drain does per RTP datagram, minus the syscalls."""
+    """What ``wire._install_reader``'s drain does per RTP datagram, minus the syscalls."""
     source = PacketSource(SCENARIOS[scenario][0], kind)
     browser_tx, relay_rx = srtp_pair()
     relay_tx, _ = srtp_pair()

@@ -10,7 +10,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 
 from . import aiortc_glue
-from .aiortc_glue import GatherPolicy, NegotiatedMedia, Wire
+from .aiortc_glue import GatherPolicy, NegotiatedMedia
 from .chat_bridge import CHAT_CHANNEL_ID, CHAT_CHANNEL_LABEL, ChatLimiter
 from .codec_choice import VP8, VideoCodec, offered_video_codecs
 from .consent import consent_expired
@@ -19,6 +19,7 @@ from .forwarder import Endpoint
 from .latency import LatencyHistogram
 from .media_params import STREAMS_BY_KIND, KindParams, kind_params
 from .offer_limits import CandidateBudget, check_candidate, check_offer_values, offered_candidates
+from .wire import Wire, take_over_wire
 
 logger = logging.getLogger(__name__)
 
@@ -191,9 +192,7 @@ class Leg:
             p = kind_params(m)
             if p is not None:
                 params[stream] = p
-        wire = aiortc_glue.take_over_wire(
-            self._pc, self._on_rtp, self._on_rtcp, self._on_error, self._latency
-        )
+        wire = take_over_wire(self._pc, self._on_rtp, self._on_rtcp, self._on_error, self._latency)
         if wire is None:
             logger.warning("event=leg_failed reason=unsupported_path")
             self._set_state("failed")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from aioice import stun
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from sfu import aiortc_glue
+from sfu import aiortc_glue, wire
 from sfu.rtp import SRTP_FIRST_MAX, SRTP_FIRST_MIN, header_length
 from tests.sfu.media_peers import until
 
@@ -124,7 +124,7 @@ def binding_request(peer: RawPeer) -> stun.Message:
     return request
 
 
-def relay_wire_of(room, peer: RawPeer) -> aiortc_glue.Wire:
+def relay_wire_of(room, peer: RawPeer) -> wire.Wire:
     local = peer.sock.getsockname()[:2]
     for forwarder in room.forwarders():
         if tuple(forwarder.source.wire.remote_addr) == tuple(local):
@@ -186,7 +186,7 @@ def test_a_legs_receive_buffer_holds_about_a_tenth_of_a_second_not_seconds():
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.bind(("127.0.0.1", 0))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aiortc_glue.RECEIVE_BUFFER_BYTES)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wire.RECEIVE_BUFFER_BYTES)
         sock.setblocking(False)
         for _ in range(2000):  # 2 s of a leg's expected 1000 packets/s, nobody reading
             sink.sendto(bytes(1200), sock.getsockname())
@@ -197,7 +197,7 @@ def test_a_legs_receive_buffer_holds_about_a_tenth_of_a_second_not_seconds():
             except BlockingIOError:
                 break
             queued += 1
-        expected = aiortc_glue.MAX_PACKET_AGE * aiortc_glue.LEG_PACKETS_PER_SECOND
+        expected = wire.MAX_PACKET_AGE * wire.LEG_PACKETS_PER_SECOND
         assert expected / 2 <= queued <= expected * 2, queued
     finally:
         sock.close()
