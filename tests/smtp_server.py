@@ -90,6 +90,7 @@ class SmtpServer:
         self._controller = Controller(
             self._handler, hostname="127.0.0.1", port=port, ready_timeout=20, **options
         )
+        self._running = False
 
     @property
     def received(self) -> list[Received]:
@@ -112,10 +113,14 @@ class SmtpServer:
         # records are not the service's and must not reach the run's privacy check.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
         self._controller.start()
+        self._running = True
         return self
 
     def stop(self) -> None:
-        self._controller.stop()
+        """Stop listening (a test may stop it early to see the service cope without it)."""
+        if self._running:
+            self._running = False
+            self._controller.stop()
 
     def __enter__(self) -> SmtpServer:
         return self.start()
