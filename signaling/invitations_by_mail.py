@@ -37,7 +37,7 @@ from signaling.invitation_mail import client_address, invitation_message, remind
 from signaling.link_seal import LinkSeal
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.mail_sender import MailNotSent, MailSender
-from signaling.storage import Appointment, AppointmentState, Storage
+from signaling.storage import Appointment, AppointmentState, Storage, StorageFailure
 from signaling.storage.base import InvitationReminder
 
 __all__ = [
@@ -142,9 +142,21 @@ class InvitationsByMail:
             # no reminder configured, or its time has passed: this mail is the reminder
             return MailOutcome(sent=True)
         assert self._seal is not None
-        await self._storage.add_invitation_reminder(
-            appointment.id, address, remind_at, self._seal.seal(link, appointment.id)
-        )
+        try:
+            await self._storage.add_invitation_reminder(
+                appointment.id, address, remind_at, self._seal.seal(link, appointment.id)
+            )
+        except StorageFailure as failure:
+            # The appointment and the invitation exist: an error answer now would have the
+            # therapist make the appointment again. Only the reminder is lost, and said so.
+            log_event(
+                logger,
+                "invitation_reminder_not_kept",
+                logging.WARNING,
+                appointment_id=appointment.id,
+                error=failure.reason,
+            )
+            return MailOutcome(sent=True)
         log_event(logger, "invitation_reminder_kept", appointment_id=appointment.id)
         return MailOutcome(sent=True, reminder_at=remind_at)
 

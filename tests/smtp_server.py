@@ -6,8 +6,8 @@ envelope and whether it came over TLS and after AUTH.
     with SmtpServer(port, tls=write_self_signed_cert(directory), credentials=("u", "p")): ...
 
 With `tls` the server offers STARTTLS with that certificate and requires it before MAIL (as a
-submission server on port 587 does); `credentials` makes it require AUTH too. `refuse` lists
-recipients it answers 550.
+submission server on port 587 does), or with `implicit_tls` speaks TLS from the first byte (port
+465); `credentials` makes it require AUTH too. `refuse` lists recipients it answers 550.
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ class _Handler:
                 recipients=list(envelope.rcpt_tos),
                 message=message,
                 raw=raw,
-                over_tls=session.ssl is not None,
+                # session.ssl is set by STARTTLS only; implicit TLS shows on the transport
+                over_tls=session.ssl is not None
+                or server.transport.get_extra_info("ssl_object") is not None,
                 authenticated=bool(session.authenticated),
             )
         )
@@ -74,6 +76,7 @@ class SmtpServer:
         self,
         port: int,
         tls: tuple[Path, Path] | None = None,
+        implicit_tls: bool = False,
         credentials: tuple[str, str] | None = None,
         refuse: tuple[str, ...] = (),
     ) -> None:
@@ -83,7 +86,10 @@ class SmtpServer:
         if tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(*tls)
-            options.update(tls_context=context, require_starttls=True)
+            if implicit_tls:
+                options.update(ssl_context=context)
+            else:
+                options.update(tls_context=context, require_starttls=True)
         if credentials is not None:
             options.update(auth_required=True, authenticator=_Authenticator(*credentials))
         # decode_data=False keeps the bytes exactly as sent (original_content)

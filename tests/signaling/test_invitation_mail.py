@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 import re
+import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,18 @@ async def test_the_address_is_kept_only_for_the_reminder_and_the_link_only_seale
     assert token.encode() not in api.database_bytes()
 
 
+async def test_a_reminder_the_database_cannot_keep_still_leaves_the_invitation_sent(
+    api, alice, smtp, logged
+):
+    # a real failure of the real database: the table is gone
+    await api.storage._run(api.storage._db.execute, "DROP TABLE invitation_reminders")
+    status, body, _ = await alice.create(email=ADDRESS)
+    assert status == 201
+    assert body["invitation_mail"] == {"sent": True, "reminder_at": None}
+    await smtp.wait_for(1)
+    assert f"invitation_reminder_not_kept appointment_id={body['id']}" in logged()
+
+
 async def test_without_an_address_no_mail_is_sent(api, alice, smtp):
     for fields in ({}, {"email": None}):
         status, body, _ = await alice.create(**fields)
@@ -366,8 +379,6 @@ def a_message() -> Any:
 
 async def test_starttls_with_login_sends_over_tls(tmp_path, tcp_port):
     cert, key = write_self_signed_cert(tmp_path)
-    import ssl
-
     trusted = ssl.create_default_context(cafile=str(cert))
     with SmtpServer(tcp_port, tls=(cert, key), credentials=("praxis", "smtp-geheim")) as smtp:
         config = mail_config(tcp_port, username="praxis", password="smtp-geheim")
@@ -375,6 +386,17 @@ async def test_starttls_with_login_sends_over_tls(tmp_path, tcp_port):
         (mail,) = smtp.received
     assert mail.over_tls and mail.authenticated
     assert mail.recipients == [ADDRESS]
+
+
+async def test_implicit_tls_sends_over_tls_from_the_first_byte(tmp_path, tcp_port):
+    cert, key = write_self_signed_cert(tmp_path)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    with SmtpServer(tcp_port, tls=(cert, key), implicit_tls=True) as smtp:
+        await MailSender(mail_config(tcp_port, security="tls"), tls_context=trusted).send(
+            a_message()
+        )
+        (mail,) = smtp.received
+    assert mail.over_tls
 
 
 async def test_starttls_checks_the_certificate_against_the_system_cas(tmp_path, tcp_port):
@@ -394,8 +416,6 @@ async def test_a_server_without_starttls_is_refused_rather_than_used_in_the_clea
 
 
 async def test_a_wrong_smtp_password_is_an_authentication_failure(tmp_path, tcp_port):
-    import ssl
-
     cert, key = write_self_signed_cert(tmp_path)
     trusted = ssl.create_default_context(cafile=str(cert))
     with SmtpServer(tcp_port, tls=(cert, key), credentials=("praxis", "richtig")) as smtp:
