@@ -26,6 +26,7 @@ from signaling.http_errors import (
     log_request_error,
     storage_failure_status,
 )
+from signaling.invitations_by_mail import InvitationsByMail, send_reminders_periodically
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import METRICS, ClusterNode, Metrics, serve_metrics
 from signaling.readiness import check_readiness
@@ -147,10 +148,15 @@ def create_app(
     metrics.watch_live(lambda: live_state(app))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    invitation_mail = InvitationsByMail(config, storage, app[SESSION_SECRET])
     TherapistApi(
-        config, storage, session_secret=app[SESSION_SECRET], login_attempts=login_attempts
+        config,
+        storage,
+        session_secret=app[SESSION_SECRET],
+        login_attempts=login_attempts,
+        invitation_mail=invitation_mail,
     ).register(app.router)
-    IntegrationApi(config, storage).register(app.router)
+    IntegrationApi(config, storage, invitation_mail=invitation_mail).register(app.router)
     AdminApi(config, storage).register(app.router)
     SetPasswordApi(config, storage).register(app.router)
     OwnRecordsApi(config, storage).register(app.router)
@@ -172,6 +178,8 @@ def create_app(
         app.cleanup_ctx.append(_cluster_rooms(cluster, signal_relay))
     app.cleanup_ctx.append(_purge_periodically)
     app.cleanup_ctx.append(record_health_periodically(storage))
+    if config.mail.enabled:
+        app.cleanup_ctx.append(send_reminders_periodically(invitation_mail))
     return app
 
 

@@ -4,8 +4,8 @@ Log an event with `log_event(logger, "server_started", url=...)`. The line reads
 ``ts=2025-01-01T10:00:00.000Z level=info event=server_started url=http://127.0.0.1:8080``.
 Client addresses go through `render_ip` so `privacy.log_ip` is honoured everywhere.
 
-Tokens, passwords, display names and notes must never be logged. As a second line of defence,
-fields whose names say they hold such data are replaced by ``[redacted]``.
+Tokens, passwords, display names, notes and e-mail addresses must never be logged. As a second
+line of defence, fields whose names say they hold such data are replaced by ``[redacted]``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ __all__ = [
 
 LOGGER_NAME = "sprechzimmer"
 
-_SENSITIVE_WORDS = ("token", "password", "secret", "display_name", "note", "credential")
+_SENSITIVE_WORDS = ("token", "password", "secret", "display_name", "note", "credential", "email")
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 

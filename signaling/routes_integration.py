@@ -21,6 +21,7 @@ from signaling.appointments import (
 from signaling.config import Config
 from signaling.credentials import hash_token, token_matches
 from signaling.http_errors import ApiError, read_json
+from signaling.invitations_by_mail import InvitationsByMail
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.relay_setup import end_live_session, sign_out_live
 from signaling.storage import (
@@ -46,9 +47,15 @@ MAX_DISPLAY_NAME = 200
 
 
 class IntegrationApi:
-    def __init__(self, config: Config, storage: Storage) -> None:
+    def __init__(
+        self,
+        config: Config,
+        storage: Storage,
+        invitation_mail: InvitationsByMail | None = None,
+    ) -> None:
         self._config = config
         self._storage = storage
+        self._mail = invitation_mail or InvitationsByMail(config, storage, session_secret="")
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_post(f"{PREFIX}/appointments", self.create)
@@ -64,15 +71,18 @@ class IntegrationApi:
         username = body.pop("therapist", None)
         if not isinstance(username, str):
             raise ApiError(400, "invalid_request", "therapist (a username) is required")
+        address = self._mail.take_address(body)
         data = parse_new_appointment(self._config, body)
         therapist = await self._therapist(username)
         appointment, invite = await create_appointment(
             self._config, self._storage, therapist.id, data
         )
         log_event(logger, "appointment_created", appointment_id=appointment.id, api_key=key.name)
-        return web.json_response(
-            {**self._json(appointment, therapist), "invite_url": invite.url}, status=201
-        )
+        answer = {**self._json(appointment, therapist), "invite_url": invite.url}
+        if address is not None:
+            outcome = await self._mail.invite(appointment, invite.url, address)
+            answer["invitation_mail"] = outcome.json()
+        return web.json_response(answer, status=201)
 
     async def get(self, request: web.Request) -> web.Response:
         await self._authenticate(request)

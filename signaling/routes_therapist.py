@@ -34,6 +34,7 @@ from signaling.credentials import (
 )
 from signaling.csrf import STATE_CHANGING_METHODS, check_csrf_token, check_origin, origin_of
 from signaling.http_errors import ApiError, read_json
+from signaling.invitations_by_mail import InvitationsByMail
 from signaling.login_sessions import (
     SignedIn,
     clear_cookie,
@@ -68,9 +69,11 @@ class TherapistApi:
         storage: Storage,
         login_attempts: LoginAttempts | None = None,
         session_secret: str = "",
+        invitation_mail: InvitationsByMail | None = None,
     ) -> None:
         self._config = config
         self._storage = storage
+        self._mail = invitation_mail or InvitationsByMail(config, storage, session_secret)
         # Without a secret (tests that build the app directly) the data directory's file is
         # used, as `serve` does.
         self._second_factor = SecondFactorApi(
@@ -168,6 +171,8 @@ class TherapistApi:
                 "username": signed_in.therapist.username,
                 "csrf_token": signed_in.session.csrf_token,
                 "is_admin": signed_in.therapist.is_admin,  # the dashboard links to /admin then
+                # the dashboard offers the client's e-mail address then
+                "invitation_mail": _invitation_mail_json(self._config),
             }
         )
 
@@ -206,19 +211,23 @@ class TherapistApi:
         )
 
     async def create(self, request: web.Request, signed_in: SignedIn) -> web.Response:
-        data = parse_new_appointment(self._config, await read_json(request))
+        body = await read_json(request)
+        address = self._mail.take_address(body)
+        data = parse_new_appointment(self._config, body)
         appointment, invite = await create_appointment(
             self._config, self._storage, signed_in.therapist.id, data
         )
         log_event(logger, "appointment_created", appointment_id=appointment.id)
         # The invite URL appears in this response and nowhere else; only its hash is stored.
-        return web.json_response(
-            {
-                **appointment_json(appointment, crisis_card=data.crisis_card),
-                "invite_url": invite.url,
-            },
-            status=201,
-        )
+        answer = {
+            **appointment_json(appointment, crisis_card=data.crisis_card),
+            "invite_url": invite.url,
+        }
+        if address is not None:
+            # now or never: the link exists only in this request
+            outcome = await self._mail.invite(appointment, invite.url, address)
+            answer["invitation_mail"] = outcome.json()
+        return web.json_response(answer, status=201)
 
     async def get(self, request: web.Request, signed_in: SignedIn) -> web.Response:
         appointment = await self._own_appointment(request, signed_in)
@@ -234,6 +243,8 @@ class TherapistApi:
             updated = await self._storage.update_appointment(appointment.id, **changes)
         if crisis_card is not None:
             await self._storage.set_crisis_card(appointment.id, crisis_card)
+        if "starts_at" in changes:
+            await self._mail.appointment_moved(updated)
         log_event(logger, "appointment_changed", appointment_id=appointment.id)
         return web.json_response(await self._appointment_json(updated))
 
@@ -265,6 +276,7 @@ class TherapistApi:
             # what the old link's client wrote goes with the old link; the card stays on
             await self._storage.set_crisis_card(appointment.id, False)
             await self._storage.set_crisis_card(appointment.id, True)
+        await self._mail.link_replaced(appointment.id)
         log_event(logger, "invite_reissued", appointment_id=appointment.id)
         return web.json_response(
             {**appointment_json(updated, crisis_card=card is not None), "invite_url": invite.url}
@@ -307,6 +319,12 @@ async def _appointment_by_path(storage: Storage, request: web.Request) -> Appoin
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return None
     return await storage.get_appointment(int(raw))
+
+
+def _invitation_mail_json(config: Config) -> dict | None:
+    if not config.mail.enabled:
+        return None
+    return {"reminder_minutes_before": config.mail.reminder_minutes_before}
 
 
 def _settings_json(settings: TherapistSettings) -> dict:

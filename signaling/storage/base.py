@@ -128,6 +128,8 @@ class InvitationReminder:
     appointment_id: int
     email: str
     remind_at: dt.datetime
+    # the invite link, sealed (signaling/link_seal.py); None: the reminder names no link
+    link_sealed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -360,7 +362,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def cancel_appointment(self, appointment_id: int) -> Appointment:
-        """Set state to cancelled and drop the invite token so the link stops working."""
+        """Set state to cancelled and drop the invite token so the link stops working; a
+        pending invitation reminder (and the client's address with it) is deleted too."""
 
     @abc.abstractmethod
     async def record_client_consent(
@@ -475,12 +478,26 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def add_invitation_reminder(
-        self, appointment_id: int, email: str, remind_at: dt.datetime
+        self,
+        appointment_id: int,
+        email: str,
+        remind_at: dt.datetime,
+        link_sealed: str | None = None,
     ) -> None:
-        """Keep the address until the reminder is sent (replaces an earlier one)."""
+        """Keep the address (and the sealed link) until the reminder is sent (replaces an
+        earlier one)."""
 
     @abc.abstractmethod
     async def due_invitation_reminders(self, now: dt.datetime) -> list[InvitationReminder]: ...
+
+    @abc.abstractmethod
+    async def claim_due_invitation_reminders(self, now: dt.datetime) -> list[InvitationReminder]:
+        """Delete the reminders due by `now` and return them, earliest first, in one statement:
+        of several nodes claiming at once, each reminder goes to exactly one."""
+
+    @abc.abstractmethod
+    async def move_invitation_reminder(self, appointment_id: int, remind_at: dt.datetime) -> bool:
+        """Set a pending reminder's time (the appointment moved); whether there was one."""
 
     @abc.abstractmethod
     async def delete_invitation_reminder(self, appointment_id: int) -> bool: ...

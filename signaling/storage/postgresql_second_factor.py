@@ -111,12 +111,15 @@ class InvitationReminders:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    async def add(self, appointment_id: int, email: str, remind_at: dt.datetime) -> None:
+    async def add(
+        self, appointment_id: int, email: str, remind_at: dt.datetime, link_sealed: str | None
+    ) -> None:
         await self._database.write(
-            "INSERT INTO invitation_reminders (appointment_id, email, remind_at)"
-            " VALUES (%s, %s, %s) ON CONFLICT (appointment_id) DO UPDATE"
-            " SET email = excluded.email, remind_at = excluded.remind_at",
-            (appointment_id, email, format_time(remind_at)),
+            "INSERT INTO invitation_reminders (appointment_id, email, remind_at, link_sealed)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (appointment_id) DO UPDATE SET"
+            " email = excluded.email, remind_at = excluded.remind_at,"
+            " link_sealed = excluded.link_sealed",
+            (appointment_id, email, format_time(remind_at), link_sealed),
         )
 
     async def due(self, now: dt.datetime) -> list[InvitationReminder]:
@@ -125,10 +128,26 @@ class InvitationReminders:
             ' ORDER BY remind_at COLLATE "C"',
             (format_time(now),),
         )
-        return [
-            InvitationReminder(row["appointment_id"], row["email"], parse_time(row["remind_at"]))
-            for row in rows
-        ]
+        return [_reminder(row) for row in rows]
+
+    async def claim_due(self, now: dt.datetime) -> list[InvitationReminder]:
+        # Several nodes share the database: a concurrent DELETE waits for the first one's row
+        # locks and then finds the rows gone, so each reminder is returned to one node only.
+        async with self._database.transaction() as connection:
+            cursor = await connection.execute(
+                'DELETE FROM invitation_reminders WHERE remind_at COLLATE "C" <= %s RETURNING *',
+                (format_time(now),),
+            )
+            rows = await cursor.fetchall()
+        return sorted((_reminder(row) for row in rows), key=lambda r: r.remind_at)
+
+    async def move(self, appointment_id: int, remind_at: dt.datetime) -> bool:
+        return bool(
+            await self._database.write(
+                "UPDATE invitation_reminders SET remind_at = %s WHERE appointment_id = %s",
+                (format_time(remind_at), appointment_id),
+            )
+        )
 
     async def delete(self, appointment_id: int) -> bool:
         return bool(
@@ -144,3 +163,9 @@ class InvitationReminders:
             " OR state = 'cancelled')",
             (format_time(now),),
         )
+
+
+def _reminder(row: dict[str, Any]) -> InvitationReminder:
+    return InvitationReminder(
+        row["appointment_id"], row["email"], parse_time(row["remind_at"]), row["link_sealed"]
+    )

@@ -217,9 +217,13 @@ class SqliteStorage(Storage):
         return await self._run(self._appointments.reset_live)
 
     async def cancel_appointment(self, appointment_id: int) -> Appointment:
-        return await self.update_appointment(
+        cancelled = await self.update_appointment(
             appointment_id, state=AppointmentState.CANCELLED, invite_token_hash=None
         )
+        # no reminder for a cancelled appointment; a crash just before this leaves the row to
+        # the purge, which deletes those of cancelled appointments too
+        await self.delete_invitation_reminder(appointment_id)
+        return cancelled
 
     async def record_client_consent(
         self,
@@ -342,12 +346,22 @@ class SqliteStorage(Storage):
     # invitation reminders
 
     async def add_invitation_reminder(
-        self, appointment_id: int, email: str, remind_at: dt.datetime
+        self,
+        appointment_id: int,
+        email: str,
+        remind_at: dt.datetime,
+        link_sealed: str | None = None,
     ) -> None:
-        await self._run(self._reminders.add, appointment_id, email, remind_at)
+        await self._run(self._reminders.add, appointment_id, email, remind_at, link_sealed)
 
     async def due_invitation_reminders(self, now: dt.datetime) -> list[InvitationReminder]:
         return await self._run(self._reminders.due, now)
+
+    async def claim_due_invitation_reminders(self, now: dt.datetime) -> list[InvitationReminder]:
+        return await self._run(self._reminders.claim_due, now)
+
+    async def move_invitation_reminder(self, appointment_id: int, remind_at: dt.datetime) -> bool:
+        return await self._run(self._reminders.move, appointment_id, remind_at)
 
     async def delete_invitation_reminder(self, appointment_id: int) -> bool:
         return await self._run(self._reminders.delete, appointment_id)

@@ -113,12 +113,15 @@ class InvitationReminders:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    def add(self, appointment_id: int, email: str, remind_at: dt.datetime) -> None:
+    def add(
+        self, appointment_id: int, email: str, remind_at: dt.datetime, link_sealed: str | None
+    ) -> None:
         self._database.write(
-            "INSERT INTO invitation_reminders (appointment_id, email, remind_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (appointment_id) DO UPDATE SET email = excluded.email,"
-            " remind_at = excluded.remind_at",
-            (appointment_id, email, format_time(remind_at)),
+            "INSERT INTO invitation_reminders (appointment_id, email, remind_at, link_sealed)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (appointment_id) DO UPDATE SET"
+            " email = excluded.email, remind_at = excluded.remind_at,"
+            " link_sealed = excluded.link_sealed",
+            (appointment_id, email, format_time(remind_at), link_sealed),
         )
 
     def due(self, now: dt.datetime) -> list[InvitationReminder]:
@@ -126,10 +129,25 @@ class InvitationReminders:
             "SELECT * FROM invitation_reminders WHERE remind_at <= ? ORDER BY remind_at",
             (format_time(now),),
         )
-        return [
-            InvitationReminder(row["appointment_id"], row["email"], parse_time(row["remind_at"]))
-            for row in rows
-        ]
+        return [_reminder(row) for row in rows]
+
+    def claim_due(self, now: dt.datetime) -> list[InvitationReminder]:
+        # DELETE ... RETURNING under BEGIN IMMEDIATE: another process on the same file (a
+        # second worker) waits for the lock and then finds the rows gone
+        with self._database.transaction():
+            rows = self._database.db.execute(
+                "DELETE FROM invitation_reminders WHERE remind_at <= ? RETURNING *",
+                (format_time(now),),
+            ).fetchall()
+        return sorted((_reminder(row) for row in rows), key=lambda r: r.remind_at)
+
+    def move(self, appointment_id: int, remind_at: dt.datetime) -> bool:
+        return bool(
+            self._database.write(
+                "UPDATE invitation_reminders SET remind_at = ? WHERE appointment_id = ?",
+                (format_time(remind_at), appointment_id),
+            ).rowcount
+        )
 
     def delete(self, appointment_id: int) -> bool:
         return bool(
@@ -146,3 +164,9 @@ class InvitationReminders:
             " appointments WHERE (valid_until < ? AND purged_at IS NULL) OR state = 'cancelled')",
             (format_time(now),),
         ).rowcount
+
+
+def _reminder(row: sqlite3.Row) -> InvitationReminder:
+    return InvitationReminder(
+        row["appointment_id"], row["email"], parse_time(row["remind_at"]), row["link_sealed"]
+    )

@@ -78,7 +78,12 @@ async def test_me_returns_username_and_the_sessions_csrf_token(api):
     client, csrf = await api.signed_in("alice")
     async with client, client.get("/api/therapist/me") as response:
         assert response.status == 200
-        assert await response.json() == {"username": "alice", "csrf_token": csrf, "is_admin": False}
+        assert await response.json() == {
+            "username": "alice",
+            "csrf_token": csrf,
+            "is_admin": False,
+            "invitation_mail": None,  # mail is off by default
+        }
 
 
 async def test_me_without_a_session_is_401(api):

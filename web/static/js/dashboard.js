@@ -1,5 +1,6 @@
 // The therapist's dashboard: today's and upcoming appointments with their live status, the
-// form to create or edit one, copying and re-minting links, cancelling, and joining.
+// form to create or edit one (and, where mail is on, to send the invitation by e-mail),
+// copying and re-minting links, cancelling, and joining.
 import { request, requireSignedIn, redirectIfSignedOut, ApiError } from "./api.js";
 import { SECRET_PARAMETER, forgetLinkSecret, newLinkSecret, storeLinkSecret } from "./e2ee-keys.js";
 import { ready, t, translate, formatTime, formatDay, lang } from "./i18n.js";
@@ -23,11 +24,14 @@ let editing = null; // the appointment being edited, or null for a new one
 const expandedNotes = new Set(); // ids whose note the therapist opened in full
 let arrivalAlert = true; // the therapist's setting (loadSettings)
 let audio = null; // one AudioContext for the page, started by the first gesture
+const mailed = new Map(); // appointment id → the invitation mail's outcome, for this page's life
 
 await ready;
 const me = await requireSignedIn();
 $("user-name").textContent = me.username;
 $("nav-admin").hidden = !me.is_admin;
+// null where the operator has not switched invitations by e-mail on
+const invitationMail = me.invitation_mail;
 
 $("btn-logout").addEventListener("click", async () => {
   try {
@@ -141,6 +145,7 @@ function renderItem(appointment) {
     input.value = link;
     input.addEventListener("focus", () => input.select());
     box.querySelector(".copy").addEventListener("click", (event) => copyLink(link, event.currentTarget));
+    showMailStatus(box.querySelector(".mail-status"), mailed.get(id));
   }
   return item;
 }
@@ -405,6 +410,28 @@ function focusCopy(id) {
   document.querySelector(`li[data-id="${id}"] .copy`)?.focus();
 }
 
+/** What became of the invitation mail, beside the link: a failure says the link is still here. */
+function showMailStatus(element, outcome) {
+  element.hidden = !outcome;
+  if (!outcome) return;
+  element.textContent = mailStatusText(outcome);
+  element.classList.toggle("failed", !outcome.sent);
+}
+
+function mailStatusText(outcome) {
+  if (!outcome.sent) {
+    const reasons = {
+      unreachable: t("mail.unreachable"),
+      timeout: t("mail.timeout"),
+      recipient_refused: t("mail.recipientRefused"),
+    };
+    return t("dashboard.mailFailed", { reason: reasons[outcome.reason] || t("mail.other") });
+  }
+  if (!outcome.reminder_at) return t("dashboard.mailSent");
+  const when = new Date(outcome.reminder_at);
+  return t("dashboard.mailSentReminder", { when: `${formatDay(when)}, ${formatTime(when)}` });
+}
+
 // --- the form
 
 function openForm(appointment) {
@@ -418,6 +445,11 @@ function openForm(appointment) {
   $("field-duration").value = appointment ? appointment.duration_minutes : 50;
   $("field-note").value = appointment ? appointment.note || "" : "";
   $("field-crisis").checked = Boolean(appointment && appointment.crisis_card);
+  // The link exists only when the appointment is made, so only a new one can be mailed.
+  $("email-field").hidden = !invitationMail || Boolean(appointment);
+  $("field-email").value = "";
+  $("field-email").removeAttribute("aria-invalid");
+  if (invitationMail) $("email-kept").textContent = addressKeptText(invitationMail.reminder_minutes_before);
   dialog.showModal();
   $("field-date").focus();
 }
@@ -449,6 +481,14 @@ async function saveForm(event) {
     $("field-duration").focus();
     return;
   }
+  const email = editing ? "" : $("field-email").value.trim();
+  $("field-email").removeAttribute("aria-invalid");
+  if (email && !$("field-email").checkValidity()) {
+    error.textContent = t("form.badEmail");
+    $("field-email").setAttribute("aria-invalid", "true");
+    $("field-email").focus();
+    return;
+  }
   const note = $("field-note").value.trim();
   const body = {
     starts_at: withOffset(date, time),
@@ -456,6 +496,7 @@ async function saveForm(event) {
     note: note || null,
     crisis_card: $("field-crisis").checked,
   };
+  if (email) body.email = email;
   const button = $("btn-save");
   button.disabled = true;
   try {
@@ -465,16 +506,22 @@ async function saveForm(event) {
     } else {
       saved = await request("POST", "/api/therapist/appointments", body);
       await rememberLink(saved);
+      if (saved.invitation_mail) mailed.set(String(saved.id), saved.invitation_mail);
     }
     dialog.close();
     replace(saved);
-    announcer.textContent = t(editing ? "form.saved" : "form.created");
+    announcer.textContent = saved.invitation_mail
+      ? `${t("form.created")} ${mailStatusText(saved.invitation_mail)}`
+      : t(editing ? "form.saved" : "form.created");
     if (editing) document.querySelector(`li[data-id="${saved.id}"] .edit`)?.focus();
     else focusCopy(saved.id);
   } catch (failure) {
     if (redirectIfSignedOut(failure)) return;
-    error.textContent =
-      failure instanceof ApiError && failure.code === "invalid_request"
+    const badEmail = failure instanceof ApiError && failure.code === "invalid_request" && /^email/.test(failure.message);
+    if (badEmail) $("field-email").setAttribute("aria-invalid", "true");
+    error.textContent = badEmail
+      ? t("form.badEmail")
+      : failure instanceof ApiError && failure.code === "invalid_request"
         ? t("form.invalid")
         : failure instanceof ApiError && failure.status === 409
           ? t("dashboard.conflict")
@@ -482,6 +529,16 @@ async function saveForm(event) {
   } finally {
     button.disabled = false;
   }
+}
+
+/** "The address is kept until the reminder 1 day before…", or "not stored" without reminders. */
+function addressKeptText(minutes) {
+  if (!minutes) return t("form.emailNotKept");
+  let before;
+  if (minutes % 1440 === 0) before = minutes === 1440 ? t("form.beforeDay") : t("form.beforeDays", { n: minutes / 1440 });
+  else if (minutes % 60 === 0) before = minutes === 60 ? t("form.beforeHour") : t("form.beforeHours", { n: minutes / 60 });
+  else before = t("form.beforeMinutes", { n: minutes });
+  return t("form.emailKept", { before });
 }
 
 /** The next half hour that is at least 15 minutes away, in local time. */

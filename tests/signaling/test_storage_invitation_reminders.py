@@ -1,0 +1,113 @@
+"""Storage of pending invitation reminders beyond migration 0005's basics: the sealed link kept
+with the address, claiming due reminders once across nodes, moving one with its appointment, and
+cancelling deleting it -- on both backends (tests/storage_backends.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from tests import storage_backends
+
+storage_backend = storage_backends.storage_backend
+storage = storage_backends.storage
+
+START = dt.datetime(2025, 3, 10, 9, 0, tzinfo=dt.UTC)
+ADDRESS = "client@example.org"
+
+
+@pytest.fixture
+async def therapist(storage):
+    return await storage.add_therapist("alice", "hash-a")
+
+
+async def appointment_at(storage, therapist_id, starts_at=START):
+    return await storage.create_appointment(
+        therapist_id=therapist_id,
+        starts_at=starts_at,
+        duration_minutes=50,
+        opens_at=starts_at - dt.timedelta(minutes=15),
+        valid_until=starts_at + dt.timedelta(minutes=120),
+        invite_token_hash=f"hash-{starts_at.isoformat()}",
+    )
+
+
+async def test_a_reminder_keeps_its_sealed_link_and_a_new_one_replaces_it(storage, therapist):
+    appointment = await appointment_at(storage, therapist.id)
+    await storage.add_invitation_reminder(appointment.id, ADDRESS, START, "v1.sealed-one")
+    await storage.add_invitation_reminder(appointment.id, ADDRESS, START, "v1.sealed-two")
+    (due,) = await storage.due_invitation_reminders(START)
+    assert due.link_sealed == "v1.sealed-two"
+
+
+async def test_a_reminder_without_a_link_has_none(storage, therapist):
+    appointment = await appointment_at(storage, therapist.id)
+    await storage.add_invitation_reminder(appointment.id, ADDRESS, START)
+    (due,) = await storage.due_invitation_reminders(START)
+    assert due.link_sealed is None
+
+
+async def test_claiming_takes_the_due_reminders_once_earliest_first(storage, therapist):
+    later = await appointment_at(storage, therapist.id, START + dt.timedelta(hours=2))
+    first = await appointment_at(storage, therapist.id, START + dt.timedelta(hours=1))
+    not_yet = await appointment_at(storage, therapist.id, START + dt.timedelta(days=1))
+    await storage.add_invitation_reminder(later.id, ADDRESS, START, "v1.later")
+    await storage.add_invitation_reminder(first.id, ADDRESS, START - dt.timedelta(minutes=1))
+    await storage.add_invitation_reminder(not_yet.id, ADDRESS, START + dt.timedelta(hours=20))
+
+    claimed = await storage.claim_due_invitation_reminders(START)
+    assert [(r.appointment_id, r.email, r.link_sealed) for r in claimed] == [
+        (first.id, ADDRESS, None),
+        (later.id, ADDRESS, "v1.later"),
+    ]
+    # claimed means gone: the address is not kept after it was handed out
+    assert await storage.claim_due_invitation_reminders(START) == []
+    remaining = await storage.due_invitation_reminders(START + dt.timedelta(days=1))
+    assert [r.appointment_id for r in remaining] == [not_yet.id]
+
+
+async def test_of_two_nodes_claiming_at_once_each_reminder_goes_to_one(
+    storage_backend, storage, therapist
+):
+    ids = []
+    for hours in range(1, 21):
+        appointment = await appointment_at(storage, therapist.id, START + dt.timedelta(hours=hours))
+        await storage.add_invitation_reminder(appointment.id, ADDRESS, START)
+        ids.append(appointment.id)
+    # a second storage on the same database: another node (PostgreSQL) or worker (SQLite file)
+    other = await storage_backend.open()
+    try:
+        rounds = await asyncio.gather(
+            *(node.claim_due_invitation_reminders(START) for node in (storage, other) * 3)
+        )
+    finally:
+        await other.close()
+    claimed = [r.appointment_id for batch in rounds for r in batch]
+    assert sorted(claimed) == sorted(ids)
+
+
+async def test_moving_a_reminder_changes_only_its_time(storage, therapist):
+    appointment = await appointment_at(storage, therapist.id)
+    await storage.add_invitation_reminder(appointment.id, ADDRESS, START, "v1.sealed")
+    moved_to = START + dt.timedelta(days=1)
+    assert await storage.move_invitation_reminder(appointment.id, moved_to)
+    assert await storage.due_invitation_reminders(START) == []
+    (due,) = await storage.due_invitation_reminders(moved_to)
+    assert (due.remind_at, due.email, due.link_sealed) == (moved_to, ADDRESS, "v1.sealed")
+
+
+async def test_moving_without_a_pending_reminder_says_so(storage, therapist):
+    appointment = await appointment_at(storage, therapist.id)
+    assert not await storage.move_invitation_reminder(appointment.id, START)
+
+
+async def test_cancelling_deletes_the_pending_reminder_at_once(storage, therapist):
+    cancelled = await appointment_at(storage, therapist.id)
+    kept = await appointment_at(storage, therapist.id, START + dt.timedelta(hours=1))
+    for appointment in (cancelled, kept):
+        await storage.add_invitation_reminder(appointment.id, ADDRESS, START, "v1.sealed")
+    await storage.cancel_appointment(cancelled.id)
+    remaining = await storage.due_invitation_reminders(START)
+    assert [r.appointment_id for r in remaining] == [kept.id]
