@@ -12,6 +12,16 @@ let ticket = null;
 
 await ready;
 
+// The portal's button, when the operator has set up single sign-on (docs/operating.md). Without
+// an answer the password form is still there.
+const sso = document.getElementById("sso");
+request("GET", "/api/therapist/login/methods").then(
+  (methods) => {
+    sso.hidden = !methods.sso || form.hidden;
+  },
+  () => {},
+);
+
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   error.textContent = "";
@@ -32,6 +42,7 @@ form.addEventListener("submit", async (event) => {
     }
     ticket = answer.ticket;
     form.hidden = true;
+    sso.hidden = true; // the code belongs to this password sign-in
     if (answer.second_factor === "enrol") await showEnrolment();
     codeForm.hidden = false;
     codeForm.code.focus();
