@@ -72,8 +72,16 @@ def _rsa_key(name: str) -> RSA.RsaKey:
 
 
 class OidcProvider:
-    def __init__(self, port: int, redirect_uri: str, users: dict[str, str] | None = None) -> None:
-        self.issuer = f"http://127.0.0.1:{port}"
+    def __init__(
+        self,
+        port: int,
+        redirect_uri: str,
+        users: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        # It listens on 127.0.0.1 whatever the name; "localhost" makes it another site than an
+        # app on 127.0.0.1, as a portal on its own domain is (a browser's SameSite rules).
+        self.issuer = f"http://{host}:{port}"
         self.port = port
         self.users = dict(users or {})
         self.id_token_claims: Callable[[dict[str, Any]], dict[str, Any]] | None = None
@@ -223,9 +231,9 @@ class OidcProvider:
 
 @asynccontextmanager
 async def running_provider(
-    port: int, redirect_uri: str, users: dict[str, str] | None = None
+    port: int, redirect_uri: str, users: dict[str, str] | None = None, host: str = "127.0.0.1"
 ) -> AsyncIterator[OidcProvider]:
-    provider = OidcProvider(port, redirect_uri, users)
+    provider = OidcProvider(port, redirect_uri, users, host)
     await provider.start()
     try:
         yield provider

@@ -113,18 +113,22 @@ def oidc_config(issuer: str, claim: str = "sub") -> str:
 
 @asynccontextmanager
 async def sso_serving(
-    tmp_path: Path, provider_port: int, extra: str = "", claim: str = "sub"
+    tmp_path: Path,
+    provider_port: int,
+    extra: str = "",
+    claim: str = "sub",
+    provider_host: str = "127.0.0.1",
 ) -> AsyncIterator[SsoSetup]:
     """The app on a port of its own (so that its public URL, and the redirect URI registered at
     the provider, are real) and the provider on `provider_port`."""
     with reserve_ports(1, tcp=True) as ports:
         url = f"http://127.0.0.1:{ports.low}"
-        issuer = f"http://127.0.0.1:{provider_port}"
+        issuer = f"http://{provider_host}:{provider_port}"
         config = write_config(tmp_path, public_url=url, extra=oidc_config(issuer, claim) + extra)
         storage = await SqliteStorage.open(config.storage.sqlite_path)
         try:
             async with running_provider(
-                provider_port, f"{url}/login/sso/callback", PORTAL_USERS
+                provider_port, f"{url}/login/sso/callback", PORTAL_USERS, provider_host
             ) as provider:
                 app = create_app(config, storage)
                 runner = web.AppRunner(app, access_log=None)
