@@ -15,9 +15,11 @@ await ready;
 // The portal's button, when the operator has set up single sign-on (docs/operating.md). Without
 // an answer the password form is still there.
 const sso = document.getElementById("sso");
+let ssoOffered = false;
 request("GET", "/api/therapist/login/methods").then(
   (methods) => {
-    sso.hidden = !methods.sso || form.hidden;
+    ssoOffered = methods.sso === true;
+    sso.hidden = !ssoOffered || form.hidden;
   },
   () => {},
 );
@@ -86,6 +88,7 @@ codeForm.addEventListener("submit", async (event) => {
       codeForm.hidden = true;
       document.getElementById("enrol").hidden = true;
       form.hidden = false;
+      sso.hidden = !ssoOffered;
       form.querySelector("button[type=submit]").disabled = false;
       error.textContent = t("totp.expired");
       form.password.value = "";
