@@ -35,6 +35,7 @@ from signaling.routes_admin import AdminApi, SetPasswordApi
 from signaling.routes_client import ClientApi
 from signaling.routes_integration import IntegrationApi
 from signaling.routes_pages import Pages
+from signaling.routes_single_sign_on import SingleSignOn
 from signaling.routes_statistics import OwnRecordsApi
 from signaling.routes_therapist import TherapistApi
 from signaling.storage import Storage, StorageFailure, open_storage
@@ -171,7 +172,9 @@ def create_app(
         signal_relay=signal_relay,
     )
     app[SIGNALING].register(app.router)
-    Pages(config, storage).register(app.router)
+    pages = Pages(config, storage)
+    pages.register(app.router)
+    SingleSignOn(config, storage, pages, session_secret=app[SESSION_SECRET]).register(app.router)
     app.cleanup_ctx.append(live_media(config, storage))
     if cluster is not None and signal_relay is not None:
         # after live_media: it needs the consultations

@@ -30,6 +30,7 @@ __all__ = [
     "current_session",
     "end_all_sessions",
     "set_cookie",
+    "signed_in_redirect",
     "signed_in_response",
     "start_session",
 ]
@@ -75,6 +76,18 @@ async def signed_in_response(
     response = web.json_response(
         {"username": therapist.username, "csrf_token": session.csrf_token, **(extra or {})}
     )
+    set_cookie(response, config, token)
+    return response
+
+
+async def signed_in_redirect(
+    storage: Storage, config: Config, therapist: Therapist, location: str
+) -> web.Response:
+    """A new session for `therapist` and a 303 to `location` (single sign-on, where the browser
+    arrives by navigation rather than by `fetch`). Like `signed_in_response`, the cookie is
+    always a fresh token, never one the browser brought along."""
+    token, _session = await start_session(storage, therapist)
+    response = web.Response(status=303, headers={"Location": location})
     set_cookie(response, config, token)
     return response
 

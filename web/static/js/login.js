@@ -12,6 +12,18 @@ let ticket = null;
 
 await ready;
 
+// The portal's button, when the operator has set up single sign-on (docs/operating.md). Without
+// an answer the password form is still there.
+const sso = document.getElementById("sso");
+let ssoOffered = false;
+request("GET", "/api/therapist/login/methods").then(
+  (methods) => {
+    ssoOffered = methods.sso === true;
+    sso.hidden = !ssoOffered || form.hidden;
+  },
+  () => {},
+);
+
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   error.textContent = "";
@@ -32,6 +44,7 @@ form.addEventListener("submit", async (event) => {
     }
     ticket = answer.ticket;
     form.hidden = true;
+    sso.hidden = true; // the code belongs to this password sign-in
     if (answer.second_factor === "enrol") await showEnrolment();
     codeForm.hidden = false;
     codeForm.code.focus();
@@ -75,6 +88,7 @@ codeForm.addEventListener("submit", async (event) => {
       codeForm.hidden = true;
       document.getElementById("enrol").hidden = true;
       form.hidden = false;
+      sso.hidden = !ssoOffered;
       form.querySelector("button[type=submit]").disabled = false;
       error.textContent = t("totp.expired");
       form.password.value = "";
