@@ -203,6 +203,26 @@ def prepare_peer_connection(pc: RTCPeerConnection, policy: GatherPolicy) -> None
         connection.query_consent = keep_consent_fresh(connection)  # type: ignore[method-assign]
 
 
+_told_capped = False
+
+
+def _note_capped_receive_buffer(sock: socket.socket) -> None:
+    """Say once per process when net.core.rmem_max cuts the legs' receive buffers short: the
+    relay still works, but falls back to dropping in the kernel during a stall (sfu.wire)."""
+    global _told_capped
+    if _told_capped:
+        return
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # the kernel doubles it
+    if granted < RECEIVE_BUFFER_BYTES:
+        _told_capped = True
+        logger.warning(
+            "event=receive_buffer_capped requested=%d granted=%d hint=%s",
+            RECEIVE_BUFFER_BYTES,
+            granted,
+            "raise net.core.rmem_max (docs/operating.md)",
+        )
+
+
 def _gatherer(
     connection: aioice.ice.Connection, policy: GatherPolicy
 ) -> Callable[[int, list[str], int], Coroutine[Any, Any, list[Candidate]]]:
@@ -221,6 +241,7 @@ def _gatherer(
                 )
                 continue
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+            _note_capped_receive_buffer(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
             # without kernel timestamps the relay neither samples its latency nor drops stale
             # packets; the small receive buffer still bounds the queue

@@ -38,6 +38,7 @@ __all__ = [
     "LEG_PACKETS_PER_SECOND",
     "MAX_PACKET_AGE",
     "RECEIVE_BUFFER_BYTES",
+    "RECEIVE_BUFFER_SECONDS",
     "SEND_BUFFER_BYTES",
     "SO_TIMESTAMPNS",
     "Wire",
@@ -49,14 +50,20 @@ __all__ = [
 # it or, worse, stretch its playout delay for it. 100 ms is about what a video jitter buffer
 # holds; anything older only adds delay for everything behind it.
 MAX_PACKET_AGE = 0.1  # seconds
-# The receive buffer holds that much of a leg's expected traffic and no more: the old 1 MiB held
-# ~1.8 s of packets, so overload became seconds of delay while "0 loss" was reported.
+# The age bound is kept when reading, not by the size of the receive buffer. A buffer sized to
+# it (100 packets, as it once was) made the kernel drop whatever arrived while the relay was
+# behind -- the browser's consent checks too, and an ICE agent that counts six unanswered checks
+# closed the call (issue #17: every relay leg died under overload while Janus kept its own). So
+# the buffer holds RECEIVE_BUFFER_SECONDS of a leg's expected traffic; reading a stale datagram
+# and dropping it costs ~2 us, a fraction of forwarding it, and STUN behind it is still answered.
 # 1000 packets/s covers camera + shared screen at ~2.5 Mbit/s each plus audio (~550 packets/s)
 # with headroom for a keyframe's burst. The kernel doubles the value for its own overhead and
 # charges a ~1200-byte datagram ~2304 bytes (measured: SO_RCVBUF 115200 holds 100 of them), so
-# half of that per packet is asked for.
+# half of that per packet is asked for. net.core.rmem_max caps it (Debian: 212992, which holds
+# ~0.2 s; docs/operating.md says how to raise it).
 LEG_PACKETS_PER_SECOND = 1000
-RECEIVE_BUFFER_BYTES = int(MAX_PACKET_AGE * LEG_PACKETS_PER_SECOND * 1152)
+RECEIVE_BUFFER_SECONDS = 0.5
+RECEIVE_BUFFER_BYTES = int(RECEIVE_BUFFER_SECONDS * LEG_PACKETS_PER_SECOND * 1152)
 SEND_BUFFER_BYTES = 1 << 20  # sends never wait: a full send buffer drops (Wire.send_rtp)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # 35 on Linux; Python does not name it
 _TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
