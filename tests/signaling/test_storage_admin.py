@@ -147,6 +147,12 @@ async def test_health_counts_of_a_day_add_up_across_writers(storage):
     assert len(await storage.list_health_counts(day + dt.timedelta(days=1))) == 1
 
 
+async def test_no_health_counts_need_no_database(storage_backend):
+    storage = await storage_backend.open()
+    await storage.close()
+    await storage.add_health_counts(NOW.date(), {})
+
+
 # consent records
 
 
