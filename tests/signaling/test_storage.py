@@ -11,33 +11,18 @@ import pytest
 from signaling.storage import AlreadyExists, AppointmentState, NotFound
 from signaling.storage.migration_files import migrations
 from tests import storage_backends
+from tests.storage_backends import START, make_appointment
 
 # every test below runs on each backend (tests/storage_backends.py)
 storage_backend = storage_backends.storage_backend
 storage = storage_backends.storage
+therapist = storage_backends.therapist
 
 # the newest migration's number: each new migration would otherwise have to edit this file
 LATEST_VERSION = migrations("sqlite")[-1].version
 
 UTC = dt.UTC
-START = dt.datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 HOUR = dt.timedelta(hours=1)
-
-
-async def make_appointment(storage, therapist_id, starts_at=START, **kwargs):
-    return await storage.create_appointment(
-        therapist_id=therapist_id,
-        starts_at=starts_at,
-        duration_minutes=50,
-        opens_at=starts_at - dt.timedelta(minutes=15),
-        valid_until=starts_at + dt.timedelta(minutes=120),
-        **kwargs,
-    )
-
-
-@pytest.fixture
-async def therapist(storage):
-    return await storage.add_therapist("alice", "hash-a")
 
 
 # migrations
