@@ -78,7 +78,10 @@ class IntegrationApi:
             self._config, self._storage, therapist.id, data
         )
         log_event(logger, "appointment_created", appointment_id=appointment.id, api_key=key.name)
-        answer = {**self._json(appointment, therapist), "invite_url": invite.url}
+        answer = {
+            **_appointment_json(appointment, therapist, data.crisis_card),
+            "invite_url": invite.url,
+        }
         if address is not None:
             outcome = await self._mail.invite(appointment, invite.url, address)
             answer["invitation_mail"] = outcome.json()
@@ -87,8 +90,7 @@ class IntegrationApi:
     async def get(self, request: web.Request) -> web.Response:
         await self._authenticate(request)
         appointment = await self._appointment(request)
-        therapist = await self._storage.get_therapist_by_id(appointment.therapist_id)
-        return web.json_response(self._json(appointment, therapist))
+        return web.json_response(await self._stored_json(appointment))
 
     async def cancel(self, request: web.Request) -> web.Response:
         key = await self._authenticate(request)
@@ -100,8 +102,7 @@ class IntegrationApi:
                 logger, "appointment_cancelled", appointment_id=appointment.id, api_key=key.name
             )
             await end_live_session(request.app, appointment.id, "cancelled")
-        therapist = await self._storage.get_therapist_by_id(appointment.therapist_id)
-        return web.json_response(self._json(appointment, therapist))
+        return web.json_response(await self._stored_json(appointment))
 
     async def statistics(self, request: web.Request) -> web.Response:
         await self._authenticate(request)
@@ -228,10 +229,20 @@ class IntegrationApi:
             raise ApiError(404, "not_found", "No such appointment")
         return appointment
 
-    def _json(self, appointment: Appointment, therapist: Therapist | None) -> dict[str, object]:
-        # No note: the portal wrote it and has it; this API does not hand personal data back.
-        data = appointment_json(appointment, include_note=False)
-        return {**data, "therapist": therapist.username if therapist else None}
+    async def _stored_json(self, appointment: Appointment) -> dict[str, object]:
+        therapist = await self._storage.get_therapist_by_id(appointment.therapist_id)
+        card = await self._storage.get_crisis_card(appointment.id)
+        return _appointment_json(appointment, therapist, crisis_card=card is not None)
+
+
+def _appointment_json(
+    appointment: Appointment, therapist: Therapist | None, crisis_card: bool
+) -> dict[str, object]:
+    """The appointment object as the therapist API has it (`crisis_card`: whether the card is
+    on), with the therapist's username and without the note: the portal wrote it and has it;
+    this API does not hand personal data back, nor what the client wrote on the card."""
+    data = appointment_json(appointment, include_note=False, crisis_card=crisis_card)
+    return {**data, "therapist": therapist.username if therapist else None}
 
 
 def _provisioned_json(therapist: Therapist) -> dict[str, object]:

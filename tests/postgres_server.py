@@ -2,8 +2,8 @@
 listening on 127.0.0.1 only, on a port held through tests/ports.py, with a random password.
 
 PostgreSQL refuses to run as root, so when the tests run as root (CI containers) the server runs
-as the system user `sprechzimmer-test`, created on first use; otherwise as the caller. The
-cluster Debian's package may have created (port 5432, /var/lib/postgresql) is never touched.
+as the system user of tests/server_process.py; otherwise as the caller. The cluster Debian's
+package may have created (port 5432, /var/lib/postgresql) is never touched.
 
     with postgres_server(tmp_dir) as server:
         dsn = server.create_database()
@@ -14,21 +14,16 @@ cluster Debian's package may have created (port 5432, /var/lib/postgresql) is ne
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
 import secrets
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.ports import reserve_ports
-from tests.privacy_canaries import remember
+from tests.server_process import ServerProcess, as_test_user, give_to_test_user, running_server
 
 __all__ = ["PostgresServer", "postgres_bin_dir", "postgres_server"]
 
-TEST_USER = "sprechzimmer-test"
 SUPERUSER = "sprechzimmer"
 # pg_ctl's own wait for the server to accept connections (its default is 60 s)
 START_TIMEOUT_SECONDS = 60
@@ -55,14 +50,12 @@ def postgres_bin_dir() -> Path:
     )
 
 
-class PostgresServer:
+class PostgresServer(ServerProcess):
     """One server: `dsn()`, `create_database()`, and `stop()`/`start()` to take it away and bring
     it back on the same port with the same data."""
 
     def __init__(self, root: Path, port: int, password: str) -> None:
-        self.root = root
-        self.port = port
-        self.password = password
+        super().__init__(root, port, password)
         self._bin = postgres_bin_dir()
         self._data = root / "data"
 
@@ -72,10 +65,13 @@ class PostgresServer:
             "?connect_timeout=10"
         )
 
+    def prepare(self) -> None:
+        self.initdb()
+
     def initdb(self) -> None:
         password_file = self.root / "password"
         password_file.write_text(self.password + "\n", encoding="utf-8")
-        _give_to_test_user(password_file)
+        give_to_test_user(password_file)
         self._run(
             "initdb",
             "--pgdata",
@@ -127,6 +123,10 @@ class PostgresServer:
         """`fast` ends every session (clients see admin_shutdown), like `systemctl stop`."""
         self._run("pg_ctl", "stop", "--pgdata", str(self._data), "--mode", mode, "--wait")
 
+    def stop_at_exit(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.stop("immediate")
+
     def create_database(self) -> str:
         """A new empty database; its DSN."""
         import psycopg
@@ -136,78 +136,18 @@ class PostgresServer:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.dsn(name)
 
-    def log(self) -> str:
-        path = self.root / "server.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
     def _run(self, program: str, *args: str) -> None:
-        command = _as_test_user([str(self._bin / program), *args])
+        command = as_test_user([str(self._bin / program), *args])
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise RuntimeError(
                 f"{program} failed ({result.returncode}): {result.stderr.strip()}\n"
-                f"server log:\n{self.log()[-2000:]}"
+                f"server log:\n{self.log_tail()}"
             )
 
 
 @contextlib.contextmanager
 def postgres_server() -> Iterator[PostgresServer]:
     """A started server in a fresh temp dir, stopped and deleted afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="sprechzimmer-pg-"))
-    _give_to_test_user(root)
-    password = secrets.token_urlsafe(18)
-    remember(password)  # the privacy check fails the run if it ever shows up in a log
-    try:
-        with reserve_ports(1, tcp=True) as ports:
-            server = PostgresServer(root, ports.low, password)
-            server.initdb()
-            server.start()
-            try:
-                yield server
-            finally:
-                with contextlib.suppress(RuntimeError):
-                    server.stop("immediate")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _as_test_user(command: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return command
-    _ensure_test_user()
-    return ["runuser", "-u", TEST_USER, "--", *command]
-
-
-def _give_to_test_user(path: Path) -> None:
-    if os.geteuid() != 0:
-        return
-    _ensure_test_user()
-    entry = pwd.getpwnam(TEST_USER)
-    os.chown(path, entry.pw_uid, entry.pw_gid)
-
-
-def _ensure_test_user() -> None:
-    try:
-        pwd.getpwnam(TEST_USER)
-        return
-    except KeyError:
-        pass
-    result = subprocess.run(
-        [
-            "useradd",
-            "--system",
-            "--no-create-home",
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/usr/sbin/nologin",
-            TEST_USER,
-        ],
-        capture_output=True,
-        text=True,
-    )
-    # a concurrent run may have created it a moment ago (useradd then exits with 9)
-    with contextlib.suppress(KeyError):
-        pwd.getpwnam(TEST_USER)
-        return
-    raise RuntimeError(f"cannot create the user {TEST_USER}: {result.stderr.strip()}")
+    with running_server(PostgresServer, "sprechzimmer-pg-") as server:
+        yield server

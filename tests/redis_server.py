@@ -1,7 +1,7 @@
 """A private Redis server for tests: Debian's redis-server, its files in a temp dir, listening on
 127.0.0.1 only, on a port held through tests/ports.py, with a random password.
 
-As root (CI containers) the server runs as the system user of tests/postgres_server.py, so a test
+As root (CI containers) the server runs as the system user of tests/server_process.py, so a test
 server never holds root's rights. Debian's own instance (port 6379, /var/lib/redis) is never
 touched. Nothing is persisted: no RDB snapshot, no append-only file.
 
@@ -19,18 +19,13 @@ to a server, databases would not separate them.
 from __future__ import annotations
 
 import contextlib
-import secrets
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.ports import reserve_ports
-from tests.postgres_server import _as_test_user, _give_to_test_user
-from tests.privacy_canaries import remember
+from tests.server_process import ServerProcess, as_test_user, give_to_test_user, running_server
 
 __all__ = ["RedisServer", "redis_server"]
 
@@ -38,19 +33,20 @@ REDIS_SERVER = "/usr/bin/redis-server"
 START_TIMEOUT_SECONDS = 30.0
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """One server: `url()`, and `stop()`/`start()` to take it away and bring it back on the same
     port (empty again: a restarted Redis without persistence has forgotten everything)."""
 
     def __init__(self, root: Path, port: int, password: str) -> None:
-        self.root = root
-        self.port = port
-        self.password = password
+        super().__init__(root, port, password)
         self._process: subprocess.Popen[bytes] | None = None
         self._config = root / "redis.conf"
 
     def url(self, db: int = 0) -> str:
         return f"redis://:{self.password}@127.0.0.1:{self.port}/{db}"
+
+    def prepare(self) -> None:
+        self.write_config()
 
     def write_config(self) -> None:
         # A file, not argv: the password would be visible in `ps` to every user of the machine.
@@ -72,7 +68,7 @@ class RedisServer:
             encoding="utf-8",
         )
         self._config.chmod(0o600)
-        _give_to_test_user(self._config)
+        give_to_test_user(self._config)
 
     def start(self) -> None:
         if not Path(REDIS_SERVER).exists():
@@ -80,7 +76,7 @@ class RedisServer:
                 f"{REDIS_SERVER} is missing: run `make redis` as root, or install Debian's "
                 "redis-server package"
             )
-        command = _as_test_user([REDIS_SERVER, str(self._config)])
+        command = as_test_user([REDIS_SERVER, str(self._config)])
         self._process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -88,12 +84,12 @@ class RedisServer:
         while not self._answers():
             if self._process.poll() is not None:
                 raise RuntimeError(
-                    f"redis-server exited with {self._process.returncode}:\n{self.log()[-2000:]}"
+                    f"redis-server exited with {self._process.returncode}:\n{self.log_tail()}"
                 )
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"redis-server did not answer PING within {START_TIMEOUT_SECONDS} s:\n"
-                    f"{self.log()[-2000:]}"
+                    f"{self.log_tail()}"
                 )
             time.sleep(0.05)
 
@@ -111,9 +107,8 @@ class RedisServer:
                 process.kill()
                 process.wait()
 
-    def log(self) -> str:
-        path = self.root / "server.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+    def stop_at_exit(self) -> None:
+        self.stop()
 
     def _answers(self) -> bool:
         """AUTH and PING over a plain socket: up and accepting the password."""
@@ -142,18 +137,5 @@ def _command(*parts: str) -> bytes:
 @contextlib.contextmanager
 def redis_server() -> Iterator[RedisServer]:
     """A started server in a fresh temp dir, stopped and deleted afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="sprechzimmer-redis-"))
-    _give_to_test_user(root)
-    password = secrets.token_urlsafe(18)
-    remember(password)  # the privacy check fails the run if it ever shows up in a log
-    try:
-        with reserve_ports(1, tcp=True) as ports:
-            server = RedisServer(root, ports.low, password)
-            server.write_config()
-            server.start()
-            try:
-                yield server
-            finally:
-                server.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with running_server(RedisServer, "sprechzimmer-redis-") as server:
+        yield server

@@ -6,10 +6,14 @@ A test module that must hold for both takes the fixtures over:
 
     storage_backend = storage_backends.storage_backend
     storage = storage_backends.storage
+
+and, where its tests need an account or appointments, `therapist = storage_backends.therapist`
+and `make_appointment` (at `START` unless told otherwise).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,14 +21,26 @@ from typing import Any
 
 import pytest
 
-from signaling.storage import Storage
+from signaling.storage import Appointment, Storage, Therapist
 from signaling.storage.postgresql import PostgresqlStorage
 from signaling.storage.sqlite import SqliteStorage
 from tests.postgres_server import PostgresServer
 
-__all__ = ["Backend", "PostgresqlBackend", "SqliteBackend", "storage", "storage_backend"]
+__all__ = [
+    "START",
+    "Backend",
+    "PostgresqlBackend",
+    "SqliteBackend",
+    "make_appointment",
+    "storage",
+    "storage_backend",
+    "therapist",
+]
 
 BACKENDS = ("sqlite", "postgresql")
+
+# when the storage tests' appointments start, unless a test says otherwise
+START = dt.datetime(2025, 3, 10, 9, 0, tzinfo=dt.UTC)
 
 
 class Backend:
@@ -128,3 +144,23 @@ async def storage(storage_backend: Backend) -> AsyncIterator[Storage]:
     opened = await storage_backend.open()
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+async def therapist(storage: Storage) -> Therapist:
+    return await storage.add_therapist("alice", "hash-a")
+
+
+async def make_appointment(
+    storage: Storage, therapist_id: int, starts_at: dt.datetime = START, **kwargs: Any
+) -> Appointment:
+    """50 minutes from `starts_at`, the room open 15 minutes before, the link valid until two
+    hours after the start; `kwargs` as `create_appointment` takes them (note, invite hash)."""
+    return await storage.create_appointment(
+        therapist_id=therapist_id,
+        starts_at=starts_at,
+        duration_minutes=50,
+        opens_at=starts_at - dt.timedelta(minutes=15),
+        valid_until=starts_at + dt.timedelta(minutes=120),
+        **kwargs,
+    )

@@ -2,8 +2,9 @@
 
 The shape mirrors `sqlite.py`: one module per aggregate (`postgresql_therapists`,
 `postgresql_appointments`, `postgresql_statistics`, `postgresql_api_keys`,
-`postgresql_crisis_cards`, `postgresql_accounts`, `postgresql_reports`), the migrations (`postgresql_migrations`) and the pool with the error
-mapping (`postgresql_database`). Unlike SQLite no worker thread is needed: psycopg's async
+`postgresql_crisis_cards`, `postgresql_accounts`, `postgresql_reports`), the migrations
+(`postgresql_migrations`) and the pool with the error mapping (`postgresql_database`); the
+operations built from several steps are written once for both in `facade.py`. Unlike SQLite no worker thread is needed: psycopg's async
 connections wait on the event loop's own sockets, so a query never blocks the loop (and with it
 the media relay).
 
@@ -21,7 +22,6 @@ from signaling.storage import postgresql_migrations
 from signaling.storage.base import (
     ApiKey,
     Appointment,
-    AppointmentState,
     AuditEntry,
     ConsentRecord,
     CrisisCard,
@@ -30,11 +30,11 @@ from signaling.storage.base import (
     LoginSession,
     PurgeResult,
     SessionStatistic,
-    Storage,
     Therapist,
     TherapistSettings,
     TotpEnrolment,
 )
+from signaling.storage.facade import Facade
 from signaling.storage.postgresql_accounts import Accounts
 from signaling.storage.postgresql_api_keys import ApiKeys
 from signaling.storage.postgresql_appointments import Appointments
@@ -44,7 +44,6 @@ from signaling.storage.postgresql_reports import Reports
 from signaling.storage.postgresql_second_factor import InvitationReminders, SecondFactors
 from signaling.storage.postgresql_statistics import Statistics
 from signaling.storage.postgresql_therapists import Therapists
-from signaling.storage.rows import check_changes
 
 __all__ = ["OPEN_TIMEOUT_SECONDS", "PostgresqlStorage"]
 
@@ -53,7 +52,7 @@ __all__ = ["OPEN_TIMEOUT_SECONDS", "PostgresqlStorage"]
 OPEN_TIMEOUT_SECONDS = 30.0
 
 
-class PostgresqlStorage(Storage):
+class PostgresqlStorage(Facade):
     """Open with `await PostgresqlStorage.open(dsn)`, which also applies migrations."""
 
     def __init__(self, dsn: str, pool_size: int) -> None:
@@ -181,23 +180,15 @@ class PostgresqlStorage(Storage):
     async def list_appointments_for_therapist(self, therapist_id: int) -> list[Appointment]:
         return await self._appointments.of_therapist(therapist_id)
 
-    async def update_appointment(self, appointment_id: int, **changes: object) -> Appointment:
-        check_changes(changes)
+    async def _update_appointment(
+        self, appointment_id: int, changes: dict[str, object]
+    ) -> Appointment:
         return await self._appointments.update(appointment_id, changes)
 
     async def reset_live_appointments(self) -> int:
         return await self._appointments.reset_live()
 
-    async def cancel_appointment(self, appointment_id: int) -> Appointment:
-        cancelled = await self.update_appointment(
-            appointment_id, state=AppointmentState.CANCELLED, invite_token_hash=None
-        )
-        # no reminder for a cancelled appointment; a crash just before this leaves the row to
-        # the purge, which deletes those of cancelled appointments too
-        await self.delete_invitation_reminder(appointment_id)
-        return cancelled
-
-    async def record_client_consent(
+    async def _bind_client(
         self,
         appointment_id: int,
         invite_token_hash: str,
@@ -206,13 +197,14 @@ class PostgresqlStorage(Storage):
         terms_version: str,
         consent_at: dt.datetime,
     ) -> Appointment | None:
-        appointment = await self._appointments.record_consent(
+        return await self._appointments.record_consent(
             appointment_id, invite_token_hash, binding_hash, display_name, terms_version, consent_at
         )
-        if appointment is not None:
-            # the proof outlives the name (purged at the appointment's end)
-            await self._reports.add_consent_record(appointment_id, terms_version, consent_at)
-        return appointment
+
+    async def _add_consent_record(
+        self, appointment_id: int, terms_version: str, consent_at: dt.datetime
+    ) -> None:
+        await self._reports.add_consent_record(appointment_id, terms_version, consent_at)
 
     async def latest_bound_valid_until(
         self, binding_hash: str, now: dt.datetime
@@ -261,8 +253,8 @@ class PostgresqlStorage(Storage):
     async def delete_login_sessions_of(self, therapist_id: int) -> int:
         return await self._therapists.delete_sessions_of(therapist_id)
 
-    async def live_login_sessions(self, session_ids: set[int], now: dt.datetime) -> set[int]:
-        return await self._therapists.live_sessions(set(session_ids), now)
+    async def _live_login_sessions(self, session_ids: set[int], now: dt.datetime) -> set[int]:
+        return await self._therapists.live_sessions(session_ids, now)
 
     # two-factor sign-in
 
@@ -366,9 +358,8 @@ class PostgresqlStorage(Storage):
     async def list_audit_entries(self, limit: int) -> list[AuditEntry]:
         return await self._reports.audit_entries(limit)
 
-    async def add_health_counts(self, day: dt.date, counts: dict[str, int]) -> None:
-        if counts:
-            await self._reports.add_health_counts(day, dict(counts))
+    async def _add_health_counts(self, day: dt.date, counts: dict[str, int]) -> None:
+        await self._reports.add_health_counts(day, counts)
 
     async def list_health_counts(self, since: dt.date) -> list[HealthCount]:
         return await self._reports.health_counts(since)

@@ -7,7 +7,11 @@ from typing import Any
 
 from signaling.storage.base import AlreadyExists, InvitationReminder, NotFound, TotpEnrolment
 from signaling.storage.postgresql_database import Database
-from signaling.storage.rows import format_time, optional_time, parse_time
+from signaling.storage.rows import (
+    format_time,
+    invitation_reminder_from_row,
+    totp_enrolment_from_row,
+)
 
 __all__ = ["InvitationReminders", "SecondFactors"]
 
@@ -20,14 +24,7 @@ class SecondFactors:
         row = await self._database.one(
             "SELECT * FROM therapist_totp WHERE therapist_id = %s", (therapist_id,)
         )
-        if row is None:
-            return None
-        return TotpEnrolment(
-            therapist_id=row["therapist_id"],
-            secret_sealed=row["secret_sealed"],
-            confirmed_at=optional_time(row["confirmed_at"]),
-            last_used_step=row["last_used_step"],
-        )
+        return None if row is None else totp_enrolment_from_row(row)
 
     async def begin(self, therapist_id: int, secret_sealed: str) -> None:
         try:
@@ -128,7 +125,7 @@ class InvitationReminders:
             ' ORDER BY remind_at COLLATE "C"',
             (format_time(now),),
         )
-        return [_reminder(row) for row in rows]
+        return [invitation_reminder_from_row(row) for row in rows]
 
     async def claim_due(self, now: dt.datetime) -> list[InvitationReminder]:
         # Several nodes share the database: a concurrent DELETE waits for the first one's row
@@ -139,7 +136,9 @@ class InvitationReminders:
                 (format_time(now),),
             )
             rows = await cursor.fetchall()
-        return sorted((_reminder(row) for row in rows), key=lambda r: r.remind_at)
+        return sorted(
+            (invitation_reminder_from_row(row) for row in rows), key=lambda r: r.remind_at
+        )
 
     async def move(self, appointment_id: int, remind_at: dt.datetime) -> bool:
         return bool(
@@ -163,9 +162,3 @@ class InvitationReminders:
             " OR state = 'cancelled')",
             (format_time(now),),
         )
-
-
-def _reminder(row: dict[str, Any]) -> InvitationReminder:
-    return InvitationReminder(
-        row["appointment_id"], row["email"], parse_time(row["remind_at"]), row["link_sealed"]
-    )

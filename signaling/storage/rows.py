@@ -19,9 +19,11 @@ from signaling.storage.base import (
     AuditEntry,
     ConsentRecord,
     HealthCount,
+    InvitationReminder,
     LoginSession,
     SessionStatistic,
     Therapist,
+    TotpEnrolment,
 )
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "consent_record_from_row",
     "format_time",
     "health_count_from_row",
+    "invitation_reminder_from_row",
     "login_session_from_row",
     "now_text",
     "optional_time",
@@ -42,6 +45,7 @@ __all__ = [
     "retention_cutoff",
     "statistic_from_row",
     "therapist_from_row",
+    "totp_enrolment_from_row",
 ]
 
 Row = Mapping[str, Any]
@@ -188,6 +192,24 @@ def consent_record_from_row(row: Row) -> ConsentRecord:
         appointment_id=row["appointment_id"],
         terms_version=row["terms_version"],
         consent_at=parse_time(row["consent_at"]),
+    )
+
+
+def totp_enrolment_from_row(row: Row) -> TotpEnrolment:
+    return TotpEnrolment(
+        therapist_id=row["therapist_id"],
+        secret_sealed=row["secret_sealed"],
+        confirmed_at=optional_time(row["confirmed_at"]),
+        last_used_step=row["last_used_step"],
+    )
+
+
+def invitation_reminder_from_row(row: Row) -> InvitationReminder:
+    return InvitationReminder(
+        appointment_id=row["appointment_id"],
+        email=row["email"],
+        remind_at=parse_time(row["remind_at"]),
+        link_sealed=row["link_sealed"],
     )
 
 

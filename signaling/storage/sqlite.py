@@ -19,7 +19,8 @@ threads or the event loop:
   sqlite3's errors mapped to the interface's (`StorageUnavailable`, `StorageFull`, ...)
 
 This class owns only what every aggregate shares: the thread, the connection's lifetime and the
-error mapping. A facade rather than mixins: each table class sees only the connection, never
+error mapping. The operations built from several steps (cancelling, consent with its record) are
+written once for both backends in `facade.py`; this class supplies the steps. A facade rather than mixins: each table class sees only the connection, never
 the others' state, and a PostgreSQL backend can mirror the same parts behind its own facade.
 """
 
@@ -37,7 +38,6 @@ from signaling.storage import sqlite_migrations
 from signaling.storage.base import (
     ApiKey,
     Appointment,
-    AppointmentState,
     AuditEntry,
     ConsentRecord,
     CrisisCard,
@@ -46,13 +46,13 @@ from signaling.storage.base import (
     LoginSession,
     PurgeResult,
     SessionStatistic,
-    Storage,
     StorageUnavailable,
     Therapist,
     TherapistSettings,
     TotpEnrolment,
 )
-from signaling.storage.rows import check_changes, format_time, parse_time
+from signaling.storage.facade import Facade
+from signaling.storage.rows import format_time, parse_time
 from signaling.storage.sqlite_accounts import Accounts
 from signaling.storage.sqlite_api_keys import ApiKeys
 from signaling.storage.sqlite_appointments import Appointments
@@ -68,7 +68,7 @@ __all__ = ["SqliteStorage", "format_time", "parse_time"]
 T = TypeVar("T")
 
 
-class SqliteStorage(Storage):
+class SqliteStorage(Facade):
     """Open with `await SqliteStorage.open(path)`, which also applies migrations."""
 
     def __init__(self, path: Path) -> None:
@@ -209,23 +209,15 @@ class SqliteStorage(Storage):
     async def list_appointments_for_therapist(self, therapist_id: int) -> list[Appointment]:
         return await self._run(self._appointments.of_therapist, therapist_id)
 
-    async def update_appointment(self, appointment_id: int, **changes: object) -> Appointment:
-        check_changes(changes)
+    async def _update_appointment(
+        self, appointment_id: int, changes: dict[str, object]
+    ) -> Appointment:
         return await self._run(self._appointments.update, appointment_id, changes)
 
     async def reset_live_appointments(self) -> int:
         return await self._run(self._appointments.reset_live)
 
-    async def cancel_appointment(self, appointment_id: int) -> Appointment:
-        cancelled = await self.update_appointment(
-            appointment_id, state=AppointmentState.CANCELLED, invite_token_hash=None
-        )
-        # no reminder for a cancelled appointment; a crash just before this leaves the row to
-        # the purge, which deletes those of cancelled appointments too
-        await self.delete_invitation_reminder(appointment_id)
-        return cancelled
-
-    async def record_client_consent(
+    async def _bind_client(
         self,
         appointment_id: int,
         invite_token_hash: str,
@@ -235,7 +227,7 @@ class SqliteStorage(Storage):
         consent_at: dt.datetime,
     ) -> Appointment | None:
         return await self._run(
-            self._record_consent,
+            self._appointments.record_consent,
             appointment_id,
             invite_token_hash,
             binding_hash,
@@ -244,22 +236,10 @@ class SqliteStorage(Storage):
             consent_at,
         )
 
-    def _record_consent(
-        self,
-        appointment_id: int,
-        invite_token_hash: str,
-        binding_hash: str,
-        display_name: str | None,
-        terms_version: str,
-        consent_at: dt.datetime,
-    ) -> Appointment | None:
-        appointment = self._appointments.record_consent(
-            appointment_id, invite_token_hash, binding_hash, display_name, terms_version, consent_at
-        )
-        if appointment is not None:
-            # the proof outlives the name (purged at the appointment's end)
-            self._reports.add_consent_record(appointment_id, terms_version, consent_at)
-        return appointment
+    async def _add_consent_record(
+        self, appointment_id: int, terms_version: str, consent_at: dt.datetime
+    ) -> None:
+        await self._run(self._reports.add_consent_record, appointment_id, terms_version, consent_at)
 
     async def latest_bound_valid_until(
         self, binding_hash: str, now: dt.datetime
@@ -308,10 +288,8 @@ class SqliteStorage(Storage):
     async def delete_login_sessions_of(self, therapist_id: int) -> int:
         return await self._run(self._therapists.delete_sessions_of, therapist_id)
 
-    async def live_login_sessions(self, session_ids: set[int], now: dt.datetime) -> set[int]:
-        if not session_ids:
-            return set()
-        return await self._run(self._therapists.live_sessions, set(session_ids), now)
+    async def _live_login_sessions(self, session_ids: set[int], now: dt.datetime) -> set[int]:
+        return await self._run(self._therapists.live_sessions, session_ids, now)
 
     # two-factor sign-in
 
@@ -429,9 +407,8 @@ class SqliteStorage(Storage):
     async def list_audit_entries(self, limit: int) -> list[AuditEntry]:
         return await self._run(self._reports.audit_entries, limit)
 
-    async def add_health_counts(self, day: dt.date, counts: dict[str, int]) -> None:
-        if counts:
-            await self._run(self._reports.add_health_counts, day, dict(counts))
+    async def _add_health_counts(self, day: dt.date, counts: dict[str, int]) -> None:
+        await self._run(self._reports.add_health_counts, day, counts)
 
     async def list_health_counts(self, since: dt.date) -> list[HealthCount]:
         return await self._run(self._reports.health_counts, since)

@@ -8,7 +8,11 @@ import datetime as dt
 import sqlite3
 
 from signaling.storage.base import AlreadyExists, InvitationReminder, NotFound, TotpEnrolment
-from signaling.storage.rows import format_time, optional_time, parse_time
+from signaling.storage.rows import (
+    format_time,
+    invitation_reminder_from_row,
+    totp_enrolment_from_row,
+)
 from signaling.storage.sqlite_database import Database
 
 __all__ = ["InvitationReminders", "SecondFactors"]
@@ -22,14 +26,7 @@ class SecondFactors:
         row = self._database.one(
             "SELECT * FROM therapist_totp WHERE therapist_id = ?", (therapist_id,)
         )
-        if row is None:
-            return None
-        return TotpEnrolment(
-            therapist_id=row["therapist_id"],
-            secret_sealed=row["secret_sealed"],
-            confirmed_at=optional_time(row["confirmed_at"]),
-            last_used_step=row["last_used_step"],
-        )
+        return None if row is None else totp_enrolment_from_row(row)
 
     def begin(self, therapist_id: int, secret_sealed: str) -> None:
         # Replaces an unconfirmed secret (a second try at enrolment); a confirmed one stays.
@@ -129,7 +126,7 @@ class InvitationReminders:
             "SELECT * FROM invitation_reminders WHERE remind_at <= ? ORDER BY remind_at",
             (format_time(now),),
         )
-        return [_reminder(row) for row in rows]
+        return [invitation_reminder_from_row(row) for row in rows]
 
     def claim_due(self, now: dt.datetime) -> list[InvitationReminder]:
         # DELETE ... RETURNING under BEGIN IMMEDIATE: another process on the same file (a
@@ -139,7 +136,9 @@ class InvitationReminders:
                 "DELETE FROM invitation_reminders WHERE remind_at <= ? RETURNING *",
                 (format_time(now),),
             ).fetchall()
-        return sorted((_reminder(row) for row in rows), key=lambda r: r.remind_at)
+        return sorted(
+            (invitation_reminder_from_row(row) for row in rows), key=lambda r: r.remind_at
+        )
 
     def move(self, appointment_id: int, remind_at: dt.datetime) -> bool:
         return bool(
@@ -164,9 +163,3 @@ class InvitationReminders:
             " appointments WHERE (valid_until < ? AND purged_at IS NULL) OR state = 'cancelled')",
             (format_time(now),),
         ).rowcount
-
-
-def _reminder(row: sqlite3.Row) -> InvitationReminder:
-    return InvitationReminder(
-        row["appointment_id"], row["email"], parse_time(row["remind_at"]), row["link_sealed"]
-    )

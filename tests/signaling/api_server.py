@@ -70,12 +70,24 @@ class ApiServer:
 
 
 async def call(
-    client: aiohttp.ClientSession, method: str, path: str, **kwargs: Any
+    client: aiohttp.ClientSession, method: str, path: str, csrf: str | None = None, **kwargs: Any
 ) -> tuple[int, Any, CIMultiDictProxy[str]]:
-    """One request; returns status, the JSON body (None if empty) and the headers."""
+    """One request; returns status, the JSON body (None if empty) and the headers. `csrf`: the
+    session's CSRF token, sent as X-CSRF-Token (a state change of a signed-in therapist)."""
+    if csrf is not None:
+        kwargs["headers"] = {**kwargs.get("headers", {}), "X-CSRF-Token": csrf}
     async with client.request(method, path, **kwargs) as response:
         text = await response.text()
         return response.status, json.loads(text) if text else None, response.headers
+
+
+async def login(
+    client: aiohttp.ClientSession, username: str = "alice", password: str = PASSWORD
+) -> tuple[int, Any, CIMultiDictProxy[str]]:
+    """The sign-in form's request: `call`'s answer."""
+    return await call(
+        client, "POST", "/api/therapist/login", json={"username": username, "password": password}
+    )
 
 
 @asynccontextmanager

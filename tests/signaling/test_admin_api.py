@@ -11,7 +11,7 @@ from signaling.credentials import hash_token
 from signaling.health_recorder import HealthRecorder
 from signaling.metrics import Metrics
 from tests.privacy_canaries import remember
-from tests.signaling.api_server import PASSWORD, ApiServer, call
+from tests.signaling.api_server import PASSWORD, ApiServer, call, login
 from tests.signaling.api_server import api as api  # the fixture, re-exported for pytest
 
 NEW_PASSWORD = "a new and long password"
@@ -47,6 +47,32 @@ def token_of(url: str) -> str:
     return token
 
 
+async def new_account_link(admin, username="bob") -> str:
+    """The admin adds an account; its set-password link."""
+    session, csrf = admin
+    status, body, _ = await call(
+        session, "POST", "/api/admin/therapists", json={"username": username}, csrf=csrf
+    )
+    assert status == 201, body
+    return body["set_password_url"]
+
+
+async def reset_link(admin, username="alice") -> str:
+    """The admin resets the account's password; the set-password link."""
+    session, csrf = admin
+    status, body, _ = await call(
+        session, "POST", f"/api/admin/therapists/{username}/reset-password", csrf=csrf
+    )
+    assert status == 200, body
+    return body["set_password_url"]
+
+
+async def set_password(client, token, password):
+    return await call(
+        client, "POST", "/api/set-password", json={"token": token, "password": password}
+    )
+
+
 @pytest.mark.parametrize("path", ADMIN_GETS)
 async def test_every_admin_route_refuses_a_therapist_without_the_role(api, path):
     await api.add_therapist("alice")
@@ -78,68 +104,31 @@ async def test_a_state_change_without_the_csrf_token_is_refused(api, admin):
 
 
 async def test_a_new_account_sets_its_password_through_the_link_once(api, admin):
-    session, csrf = admin
-    status, body, _ = await call(
-        session,
-        "POST",
-        "/api/admin/therapists",
-        json={"username": "bob"},
-        headers={"X-CSRF-Token": csrf},
-    )
-    assert status == 201, body
-    url = body["set_password_url"]
+    url = await new_account_link(admin, "bob")
     assert url.startswith(f"{api.config.server.public_url}/set-password#")
     token = token_of(url)
     async with api.client() as anyone:
-        status, body, _ = await call(
-            anyone, "POST", "/api/set-password", json={"token": token, "password": NEW_PASSWORD}
-        )
+        status, body, _ = await set_password(anyone, token, NEW_PASSWORD)
         assert (status, body) == (200, {"username": "bob"})
-        status, body, _ = await call(
-            anyone, "POST", "/api/set-password", json={"token": token, "password": "x" * 9}
-        )
+        status, body, _ = await set_password(anyone, token, "x" * 9)
         assert (status, body["error"]["code"]) == (404, "not_found"), "a link works once"
-        status, _, _ = await call(
-            anyone,
-            "POST",
-            "/api/therapist/login",
-            json={"username": "bob", "password": NEW_PASSWORD},
-        )
+        status, _, _ = await login(anyone, "bob", NEW_PASSWORD)
     assert status == 200
 
 
 async def test_the_link_is_stored_only_as_its_hash(api, admin):
-    session, csrf = admin
-    _, body, _ = await call(
-        session,
-        "POST",
-        "/api/admin/therapists",
-        json={"username": "bob"},
-        headers={"X-CSRF-Token": csrf},
-    )
-    token = token_of(body["set_password_url"])
+    token = token_of(await new_account_link(admin, "bob"))
     stored = api.database_bytes()
     assert token.encode() not in stored
     assert hash_token(token).encode() in stored
 
 
 async def test_a_short_password_is_refused_and_the_link_still_works(api, admin):
-    session, csrf = admin
-    _, body, _ = await call(
-        session,
-        "POST",
-        "/api/admin/therapists/alice/reset-password",
-        headers={"X-CSRF-Token": csrf},
-    )
-    token = token_of(body["set_password_url"])
+    token = token_of(await reset_link(admin, "alice"))
     async with api.client() as anyone:
-        status, body, _ = await call(
-            anyone, "POST", "/api/set-password", json={"token": token, "password": "short"}
-        )
+        status, body, _ = await set_password(anyone, token, "short")
         assert (status, body["error"]["code"]) == (400, "invalid_request")
-        status, _, _ = await call(
-            anyone, "POST", "/api/set-password", json={"token": token, "password": NEW_PASSWORD}
-        )
+        status, _, _ = await set_password(anyone, token, NEW_PASSWORD)
     assert status == 200
 
 
@@ -149,46 +138,29 @@ async def test_disabling_ends_the_therapists_sessions_at_once(api, admin):
     async with alice:
         assert (await call(alice, "GET", "/api/therapist/me"))[0] == 200
         status, body, _ = await call(
-            session, "POST", "/api/admin/therapists/alice/disable", headers={"X-CSRF-Token": csrf}
+            session, "POST", "/api/admin/therapists/alice/disable", csrf=csrf
         )
         assert (status, body["disabled"]) == (200, True)
         assert (await call(alice, "GET", "/api/therapist/me"))[0] == 401
-        await call(
-            session, "POST", "/api/admin/therapists/alice/enable", headers={"X-CSRF-Token": csrf}
-        )
+        await call(session, "POST", "/api/admin/therapists/alice/enable", csrf=csrf)
         assert (await call(alice, "GET", "/api/therapist/me"))[0] == 401, "no session revives"
 
 
 async def test_resetting_a_password_ends_sessions_and_the_old_password(api, admin):
-    session, csrf = admin
     alice, _ = await api.signed_in("alice")
     async with alice:
-        status, _, _ = await call(
-            session,
-            "POST",
-            "/api/admin/therapists/alice/reset-password",
-            headers={"X-CSRF-Token": csrf},
-        )
-        assert status == 200
+        await reset_link(admin, "alice")
         assert (await call(alice, "GET", "/api/therapist/me"))[0] == 401
-        status, _, _ = await call(
-            alice,
-            "POST",
-            "/api/therapist/login",
-            json={"username": "alice", "password": PASSWORD},
-        )
+        status, _, _ = await login(alice, "alice", PASSWORD)
     assert status == 401
 
 
 async def test_an_admin_cannot_disable_or_demote_themselves(api, admin):
     session, csrf = admin
-    headers = {"X-CSRF-Token": csrf}
-    status, _, _ = await call(
-        session, "POST", "/api/admin/therapists/root/disable", headers=headers
-    )
+    status, _, _ = await call(session, "POST", "/api/admin/therapists/root/disable", csrf=csrf)
     assert status == 409
     status, _, _ = await call(
-        session, "PUT", "/api/admin/therapists/root/admin", json={"admin": False}, headers=headers
+        session, "PUT", "/api/admin/therapists/root/admin", json={"admin": False}, csrf=csrf
     )
     assert status == 409
     assert (await api.storage.get_therapist("root")).is_admin
@@ -201,7 +173,7 @@ async def test_an_admin_makes_another_account_admin(api, admin):
         "PUT",
         "/api/admin/therapists/alice/admin",
         json={"admin": True},
-        headers={"X-CSRF-Token": csrf},
+        csrf=csrf,
     )
     assert (status, body["admin"]) == (200, True)
     alice, _ = await api.signed_in("alice")
@@ -211,27 +183,23 @@ async def test_an_admin_makes_another_account_admin(api, admin):
 
 async def test_unknown_accounts_and_bad_names_get_clear_errors(admin):
     session, csrf = admin
-    headers = {"X-CSRF-Token": csrf}
-    status, body, _ = await call(
-        session, "POST", "/api/admin/therapists/nobody/disable", headers=headers
-    )
+    status, body, _ = await call(session, "POST", "/api/admin/therapists/nobody/disable", csrf=csrf)
     assert (status, body["error"]["code"]) == (404, "not_found")
     for bad in ("A", "../x", "x" * 65, 5, None):
         status, body, _ = await call(
-            session, "POST", "/api/admin/therapists", json={"username": bad}, headers=headers
+            session, "POST", "/api/admin/therapists", json={"username": bad}, csrf=csrf
         )
         assert (status, body["error"]["code"]) == (400, "invalid_request"), bad
     status, body, _ = await call(
-        session, "POST", "/api/admin/therapists", json={"username": "alice"}, headers=headers
+        session, "POST", "/api/admin/therapists", json={"username": "alice"}, csrf=csrf
     )
     assert (status, body["error"]["code"]) == (409, "conflict")
 
 
 async def test_an_api_key_is_shown_once_listed_by_name_and_revoked(api, admin):
     session, csrf = admin
-    headers = {"X-CSRF-Token": csrf}
     status, body, _ = await call(
-        session, "POST", "/api/admin/api-keys", json={"name": "portal"}, headers=headers
+        session, "POST", "/api/admin/api-keys", json={"name": "portal"}, csrf=csrf
     )
     assert status == 201
     key = body["key"]
@@ -241,17 +209,16 @@ async def test_an_api_key_is_shown_once_listed_by_name_and_revoked(api, admin):
     assert key not in str(listed)
     async with api.client(Authorization=f"Bearer {key}") as portal:
         assert (await call(portal, "GET", "/api/v1/appointments/1"))[0] == 404
-        status, _, _ = await call(session, "DELETE", "/api/admin/api-keys/portal", headers=headers)
+        status, _, _ = await call(session, "DELETE", "/api/admin/api-keys/portal", csrf=csrf)
         assert status == 204
         assert (await call(portal, "GET", "/api/v1/appointments/1"))[0] == 401
 
 
 async def test_every_admin_action_is_in_the_audit_log_with_who_what_and_whom(api, admin):
     session, csrf = admin
-    headers = {"X-CSRF-Token": csrf}
-    await call(session, "POST", "/api/admin/therapists", json={"username": "bob"}, headers=headers)
-    await call(session, "POST", "/api/admin/therapists/alice/disable", headers=headers)
-    await call(session, "POST", "/api/admin/api-keys", json={"name": "portal"}, headers=headers)
+    await call(session, "POST", "/api/admin/therapists", json={"username": "bob"}, csrf=csrf)
+    await call(session, "POST", "/api/admin/therapists/alice/disable", csrf=csrf)
+    await call(session, "POST", "/api/admin/api-keys", json={"name": "portal"}, csrf=csrf)
     _, body, _ = await call(session, "GET", "/api/admin/audit")
     got = [(e["actor"], e["action"], e["target"]) for e in body["entries"]]
     assert got == [

@@ -53,6 +53,30 @@ async def test_get_returns_the_appointment_without_invite_or_note(portal):
     assert "note" not in body
 
 
+@pytest.mark.parametrize("on", [True, False])
+async def test_the_appointment_says_whether_its_crisis_card_is_on_as_the_therapist_api_does(
+    api, portal, on
+):
+    status, created, _ = await create(portal, crisis_card=on)
+    assert (status, created["crisis_card"]) == (201, on)
+    path = f"/api/v1/appointments/{created['id']}"
+    _, got, _ = await call(portal, "GET", path)
+    therapist, _ = await api.signed_in("alice")
+    async with therapist:
+        _, seen, _ = await call(therapist, "GET", f"/api/therapist/appointments/{created['id']}")
+    assert got["crisis_card"] is seen["crisis_card"] is on
+    _, cancelled, _ = await call(portal, "DELETE", path)
+    assert cancelled["crisis_card"] is on
+
+
+async def test_what_the_client_wrote_on_the_crisis_card_is_not_in_the_answer(api, portal):
+    _, created, _ = await create(portal, crisis_card=True)
+    assert await api.storage.fill_crisis_card(created["id"], "Gartenweg 17", "+49 551 1234567")
+    _, body, _ = await call(portal, "GET", f"/api/v1/appointments/{created['id']}")
+    assert body["crisis_card"] is True
+    assert "Gartenweg" not in str(body) and "1234567" not in str(body)
+
+
 async def test_delete_cancels_the_appointment(api, portal):
     _, created, _ = await create(portal)
     status, body, _ = await call(portal, "DELETE", f"/api/v1/appointments/{created['id']}")

@@ -11,32 +11,18 @@ import pytest
 from signaling.storage import AlreadyExists, AppointmentState, NotFound
 from signaling.storage.migration_files import migrations
 from tests import storage_backends
+from tests.storage_backends import START, make_appointment
 
 # every test below runs on each backend (tests/storage_backends.py)
 storage_backend = storage_backends.storage_backend
 storage = storage_backends.storage
+therapist = storage_backends.therapist
 
 # the newest migration's number: each new migration would otherwise have to edit this file
 LATEST_VERSION = migrations("sqlite")[-1].version
 
 UTC = dt.UTC
-START = dt.datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
-
-
-async def make_appointment(storage, therapist_id, starts_at=START, **kwargs):
-    return await storage.create_appointment(
-        therapist_id=therapist_id,
-        starts_at=starts_at,
-        duration_minutes=50,
-        opens_at=starts_at - dt.timedelta(minutes=15),
-        valid_until=starts_at + dt.timedelta(minutes=120),
-        **kwargs,
-    )
-
-
-@pytest.fixture
-async def therapist(storage):
-    return await storage.add_therapist("alice", "hash-a")
+HOUR = dt.timedelta(hours=1)
 
 
 # migrations
@@ -211,6 +197,21 @@ async def test_update_of_unknown_appointment_raises_not_found(storage):
         await storage.update_appointment(42, note="x")
 
 
+async def test_an_update_a_caller_got_wrong_is_a_type_error_before_any_query(storage_backend):
+    # on a closed storage: any query would raise StorageUnavailable instead
+    storage = await storage_backend.open()
+    await storage.close()
+    with pytest.raises(TypeError, match="nothing to change"):
+        await storage.update_appointment(1)
+    with pytest.raises(TypeError, match="cannot change purged_at"):
+        await storage.update_appointment(1, purged_at=START)
+
+
+async def test_cancelling_an_unknown_appointment_raises_not_found(storage):
+    with pytest.raises(NotFound):
+        await storage.cancel_appointment(42)
+
+
 async def test_cancel_sets_state_and_invalidates_the_invite(storage, therapist):
     appointment = await make_appointment(storage, therapist.id, invite_token_hash="t")
     cancelled = await storage.cancel_appointment(appointment.id)
@@ -221,6 +222,31 @@ async def test_cancel_sets_state_and_invalidates_the_invite(storage, therapist):
 async def test_naive_datetimes_are_refused(storage, therapist):
     with pytest.raises(ValueError):
         await make_appointment(storage, therapist.id, starts_at=dt.datetime(2025, 1, 1, 9, 0))
+
+
+# login sessions
+
+
+async def test_live_login_sessions_are_those_that_exist_and_have_not_expired(storage, therapist):
+    now = START
+    live = await storage.create_login_session("a", therapist.id, "c", now, now + HOUR)
+    expired = await storage.create_login_session("b", therapist.id, "c", now, now + HOUR)
+    await storage.touch_login_session(expired.id, now, now - HOUR)
+    asked = {live.id, expired.id, 999}
+    assert await storage.live_login_sessions(asked, now) == {live.id}
+    assert asked == {live.id, expired.id, 999}
+
+
+async def test_live_login_sessions_of_a_disabled_account_are_none(storage, therapist):
+    session = await storage.create_login_session("a", therapist.id, "c", START, START + HOUR)
+    await storage.set_therapist_disabled("alice", True)
+    assert await storage.live_login_sessions({session.id}, START) == set()
+
+
+async def test_asking_for_no_login_sessions_needs_no_database(storage_backend):
+    storage = await storage_backend.open()
+    await storage.close()
+    assert await storage.live_login_sessions(set(), START) == set()
 
 
 # purge

@@ -10,28 +10,22 @@ import pytest
 
 from signaling.storage import AlreadyExists, NotFound
 from tests import storage_backends
+from tests.storage_backends import make_appointment
 
 # every test below runs on each backend (tests/storage_backends.py)
 storage_backend = storage_backends.storage_backend
 storage = storage_backends.storage
+therapist = storage_backends.therapist
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-async def therapist(storage):
-    return await storage.add_therapist("alice", "hash-a")
-
-
 async def appointment_with_consent(storage, therapist_id, consent_at):
-    start = consent_at + dt.timedelta(minutes=10)
-    appointment = await storage.create_appointment(
+    appointment = await make_appointment(
+        storage,
         therapist_id,
-        start,
-        50,
-        start - dt.timedelta(minutes=15),
-        start + dt.timedelta(hours=2),
+        consent_at + dt.timedelta(minutes=10),
         invite_token_hash=f"invite-{consent_at.isoformat()}",
     )
     consented = await storage.record_client_consent(
@@ -145,6 +139,12 @@ async def test_health_counts_of_a_day_add_up_across_writers(storage):
         (day + dt.timedelta(days=1), "joins", 5),
     ]
     assert len(await storage.list_health_counts(day + dt.timedelta(days=1))) == 1
+
+
+async def test_no_health_counts_need_no_database(storage_backend):
+    storage = await storage_backend.open()
+    await storage.close()
+    await storage.add_health_counts(NOW.date(), {})
 
 
 # consent records

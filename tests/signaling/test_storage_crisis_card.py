@@ -5,29 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
-
 from signaling.storage import CrisisCard, TherapistSettings
+from tests import storage_backends
+from tests.storage_backends import make_appointment
 
-UTC = dt.UTC
-START = dt.datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+# the `storage` here is tests/signaling/conftest.py's: a SQLite file, whose bytes a test reads
+therapist = storage_backends.therapist
+
 LOCATION = "Gartenweg 17, Hinterhaus, 2. OG, 37073 Göttingen"
 PHONE = "+49 551 1234567"
-
-
-async def make_appointment(storage, therapist_id):
-    return await storage.create_appointment(
-        therapist_id=therapist_id,
-        starts_at=START,
-        duration_minutes=50,
-        opens_at=START - dt.timedelta(minutes=15),
-        valid_until=START + dt.timedelta(minutes=120),
-    )
-
-
-@pytest.fixture
-async def therapist(storage):
-    return await storage.add_therapist("alice", "hash-a")
 
 
 async def test_the_arrival_alert_is_on_until_the_therapist_turns_it_off(storage, therapist):

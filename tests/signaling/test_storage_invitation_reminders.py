@@ -7,30 +7,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-import pytest
-
 from tests import storage_backends
+from tests.storage_backends import START, make_appointment
 
 storage_backend = storage_backends.storage_backend
 storage = storage_backends.storage
+therapist = storage_backends.therapist
 
-START = dt.datetime(2025, 3, 10, 9, 0, tzinfo=dt.UTC)
 ADDRESS = "client@example.org"
 
 
-@pytest.fixture
-async def therapist(storage):
-    return await storage.add_therapist("alice", "hash-a")
-
-
 async def appointment_at(storage, therapist_id, starts_at=START):
-    return await storage.create_appointment(
-        therapist_id=therapist_id,
-        starts_at=starts_at,
-        duration_minutes=50,
-        opens_at=starts_at - dt.timedelta(minutes=15),
-        valid_until=starts_at + dt.timedelta(minutes=120),
-        invite_token_hash=f"hash-{starts_at.isoformat()}",
+    """With an invite, as an appointment whose invitation went out by e-mail has."""
+    return await make_appointment(
+        storage, therapist_id, starts_at, invite_token_hash=f"hash-{starts_at.isoformat()}"
     )
 
 

@@ -10,17 +10,13 @@ import pytest
 
 from signaling.storage import AlreadyExists, AppointmentState
 from tests import storage_backends
+from tests.storage_backends import START, make_appointment
 
 storage_backend = storage_backends.storage_backend
 storage = storage_backends.storage
+therapist = storage_backends.therapist
 
 NOW = dt.datetime(2025, 3, 10, 8, 0, tzinfo=dt.UTC)
-START = dt.datetime(2025, 3, 10, 9, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-async def therapist(storage):
-    return await storage.add_therapist("alice", "hash-a")
 
 
 async def test_an_enrolment_counts_only_once_confirmed(storage, therapist):
@@ -79,16 +75,6 @@ async def test_deleting_removes_the_authenticator_and_its_codes(storage, therapi
     assert await storage.get_totp(therapist.id) is None
     assert not await storage.use_recovery_code(therapist.id, "h1", NOW)
     assert not await storage.delete_totp(therapist.id)
-
-
-async def make_appointment(storage, therapist_id, starts_at=START):
-    return await storage.create_appointment(
-        therapist_id=therapist_id,
-        starts_at=starts_at,
-        duration_minutes=50,
-        opens_at=starts_at - dt.timedelta(minutes=15),
-        valid_until=starts_at + dt.timedelta(minutes=120),
-    )
 
 
 async def test_reminders_are_due_at_their_time_and_go_when_deleted(storage, therapist):

@@ -1,6 +1,6 @@
 // The admin pages (/admin): usage and health reports (charts are server-drawn SVG images; the
 // tables say the same in numbers), accounts, API keys and the audit log. Every call is checked
-// on the server (docs/api.md#admin-api); this page only shows what the API returns.
+// on the server (docs/api.md#admin-api-apiadmin); this page only shows what the API returns.
 import { request, requireSignedIn, redirectIfSignedOut, ApiError } from "./api.js";
 import { ready, t, locale } from "./i18n.js";
 

@@ -1,6 +1,7 @@
 // Typed messages between the two call pages, sent inside the end-to-end encrypted chat channel
 // (call.js seals them with the chat keys like a chat line), so the relay and the server learn
-// nothing of them and no signaling message is needed (docs/protocol.md#between-the-two-pages).
+// nothing of them and no signaling message is needed
+// (docs/protocol.md#between-the-two-pages-screen-and-audio-only-state).
 //
 // A control message is its JSON after a NUL character, which no chat line can start with
 // (call.js strips NUL from what is typed). Kinds:
