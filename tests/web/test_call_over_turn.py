@@ -10,6 +10,7 @@ with coturn as its only ICE server; chromium trusts coturn's test certificate.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import time
@@ -56,6 +57,22 @@ SELECTED_PAIR = """
   };
 })()
 """
+
+
+async def selected_pair(page: Page, timeout: float = 20.0) -> dict[str, Any] | None:
+    """The pair the page's peer connection sends on, once it has one (None after `timeout`).
+
+    Media may already have flowed while the page's connection is being replaced (an H.264 switch
+    offers again on a fresh peer connection, codec_choice.py; call.js restarts one whose media
+    failed or stalled): its stats name no succeeded pair until its ICE is through. Seen once in
+    scripts/flake-loop, under the CPU hog, right after an H.264 switch."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        pair = await page.evaluate(SELECTED_PAIR)
+        if pair is not None or loop.time() > deadline:
+            return pair
+        await asyncio.sleep(0.2)
 
 
 @pytest.fixture
@@ -109,12 +126,13 @@ async def test_a_relay_only_client_sees_and_is_seen_through_coturn(
     )
 
     # The client's media leaves through a coturn relay port to the relay; the therapist's not.
-    pair = await client.evaluate(SELECTED_PAIR)
+    pair = await selected_pair(client)
     assert pair is not None and pair["local"] == "relay", pair
     assert pair["relayProtocol"] == turn_transport, pair
     assert coturn.relay_ports.low <= pair["localPort"] <= coturn.relay_ports.high, pair
     assert udp_ports.low <= pair["remotePort"] <= udp_ports.high, pair  # the relay's own
-    assert (await therapist.evaluate(SELECTED_PAIR))["local"] != "relay"
+    therapist_pair = await selected_pair(therapist)
+    assert therapist_pair is not None and therapist_pair["local"] != "relay", therapist_pair
 
     # The client got REST credentials for this call, and coturn allocated under them.
     (server,) = (await client.evaluate("window.turnSeen.configs"))[-1]["iceServers"]
