@@ -176,11 +176,16 @@ def create_app(
 
 
 def _cluster_rooms(cluster: Cluster, signal_relay: SignalRelay):  # type: ignore[no-untyped-def]
-    """The placement of this node's rooms (renewed each heartbeat, released at their end) and
-    the signal relay's watcher, for as long as the app runs."""
+    """The placement of this node's rooms (renewed each heartbeat, released at their end), the
+    signal relay's watcher and the dashboards' presence, for as long as the app runs."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
+        from signaling.cluster.presence import Presence
+
         tasks: set[asyncio.Task[None]] = set()
+        presence = Presence(
+            cluster, app[CONFIG].cluster.key_prefix, app[STORAGE], app[CONSULTATIONS]
+        )
 
         def hosted() -> list[int]:
             registry = app.get(CONSULTATIONS)
@@ -201,7 +206,9 @@ def _cluster_rooms(cluster: Cluster, signal_relay: SignalRelay):  # type: ignore
         cluster.hosted_rooms = hosted
         app[CONSULTATIONS].on_ended.append(ended)
         signal_relay.start()
+        presence.start()
         yield
+        await presence.close()
         await signal_relay.close()
 
     return context

@@ -476,6 +476,12 @@ class ConsultationRegistry:
         self._last_status: dict[int, dict] = {}
         # called with the appointment id when a consultation ends (a cluster releases its room)
         self.on_ended: list[Callable[[int], None]] = []
+        # A cluster carries presence to dashboards on other nodes (signaling/cluster/presence.py):
+        # each change the dashboards here are told of, each new dashboard (by therapist id), and
+        # the last dashboard of a therapist going away.
+        self.on_status: list[Callable[[Consultation], None]] = []
+        self.on_watch: list[Callable[[int], None]] = []
+        self.on_unwatched: list[Callable[[int], None]] = []
 
     def get(self, appointment_id: int) -> Consultation | None:
         return self._consultations.get(appointment_id)
@@ -534,6 +540,8 @@ class ConsultationRegistry:
         for consultation in self.active:
             if consultation.therapist_id == therapist_id:
                 participant.send(self._status(consultation))
+        for callback in self.on_watch:
+            callback(therapist_id)
 
     def unwatch(self, therapist_id: int, participant: Participant) -> None:
         watchers = self._watchers.get(therapist_id)
@@ -541,6 +549,16 @@ class ConsultationRegistry:
             watchers.discard(participant)
             if not watchers:
                 del self._watchers[therapist_id]
+                for callback in self.on_unwatched:
+                    callback(therapist_id)
+
+    def watched(self, therapist_id: int) -> bool:
+        return therapist_id in self._watchers
+
+    def tell_watchers(self, therapist_id: int, status: dict) -> None:
+        """A `status` of a room on another node, for this node's dashboards of the therapist."""
+        for watcher in self._watchers.get(therapist_id, ()):
+            watcher.send(status)
 
     def _changed(self, consultation: Consultation) -> None:
         status = self._status(consultation)
@@ -556,6 +574,8 @@ class ConsultationRegistry:
             self._last_status[consultation.appointment_id] = status
         for watcher in self._watchers.get(consultation.therapist_id, ()):
             watcher.send(status)
+        for callback in self.on_status:
+            callback(consultation)
 
     @staticmethod
     def _status(consultation: Consultation) -> dict:

@@ -106,6 +106,33 @@ async def test_a_message_published_to_a_node_reaches_its_handler(
             assert await received.get() == {"type": "signal", "body": "offer"}
 
 
+async def test_a_broadcast_reaches_every_other_node_but_not_its_sender(
+    shared_redis: RedisServer, cluster_config
+):
+    async with (
+        running(cluster_config(shared_redis, "node-a")) as a,
+        running(cluster_config(shared_redis, "node-b")) as b,
+        running(cluster_config(shared_redis, "node-c")) as c,
+    ):
+        queues: dict[str, asyncio.Queue[dict]] = {}
+        for each in (a, b, c):
+            queues[each.node_id] = asyncio.Queue()
+            each.on_message(queues[each.node_id].put_nowait)
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            for each in (a, b, c):
+                await each.listening.wait()
+        await a.broadcast({"type": "sign-out", "therapist": 7})
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            for other in ("node-b", "node-c"):
+                got = await queues[other].get()
+                assert got == {"type": "sign-out", "therapist": 7, "from": "node-a"}
+        # one pub/sub connection per node keeps order: had node-a's handler been given its own
+        # broadcast, it would come before this later message to node-a's channel
+        await b.publish("node-a", {"type": "marker"})
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            assert await queues["node-a"].get() == {"type": "marker"}
+
+
 async def test_closing_a_node_removes_it_from_the_registry_at_once(
     shared_redis: RedisServer, cluster_config
 ):
