@@ -205,8 +205,9 @@ class Cluster:
         if pubsub is None:
             return False
         try:
-            await asyncio.wait_for(pubsub.subscribe(channel), SUBSCRIBE_TIMEOUT_SECONDS)
-            await asyncio.wait_for(confirmed.wait(), SUBSCRIBE_TIMEOUT_SECONDS)
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
+                await pubsub.subscribe(channel)
+                await confirmed.wait()
         except (redis.exceptions.RedisError, OSError, TimeoutError):
             return False  # the listen loop notices the outage and subscribes again later
         return True
@@ -219,7 +220,8 @@ class Cluster:
         pubsub = self._pubsub
         if pubsub is not None:
             with contextlib.suppress(redis.exceptions.RedisError, OSError, TimeoutError):
-                await asyncio.wait_for(pubsub.unsubscribe(channel), SUBSCRIBE_TIMEOUT_SECONDS)
+                async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
+                    await pubsub.unsubscribe(channel)
 
     # --- loops
 
@@ -237,7 +239,9 @@ class Cluster:
     async def _heartbeat_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._beat_now.wait(), self._interval)
+                # not wait_for, which can drop a cancel (signaling/cluster/redis_link.py)
+                async with asyncio.timeout(self._interval):
+                    await self._beat_now.wait()
             self._beat_now.clear()
             await self._heartbeat()
 

@@ -88,7 +88,10 @@ class RedisLink:
         import redis.exceptions
 
         try:
-            return await asyncio.wait_for(command(), COMMAND_TIMEOUT_SECONDS)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns a result that came
+            # in the same turn as a cancel and drops the cancel, and a node's close then hangs
+            async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+                return await command()
         except (
             redis.exceptions.ConnectionError,
             redis.exceptions.TimeoutError,
@@ -113,7 +116,8 @@ class RedisLink:
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: see call()
+                    await self._wake.wait()
             await self._check()
 
     async def _check(self) -> None:
