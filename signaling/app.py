@@ -29,7 +29,14 @@ from signaling.http_errors import (
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import METRICS, ClusterNode, Metrics, serve_metrics
 from signaling.readiness import check_readiness
-from signaling.relay_setup import CONSULTATIONS, close_live_media, live_media, live_state
+from signaling.relay_setup import (
+    CONSULTATIONS,
+    OTHER_NODES,
+    SIGNED_IN_SOCKETS,
+    close_live_media,
+    live_media,
+    live_state,
+)
 from signaling.routes_admin import AdminApi, SetPasswordApi
 from signaling.routes_client import ClientApi
 from signaling.routes_integration import IntegrationApi
@@ -177,15 +184,19 @@ def create_app(
 
 def _cluster_rooms(cluster: Cluster, signal_relay: SignalRelay):  # type: ignore[no-untyped-def]
     """The placement of this node's rooms (renewed each heartbeat, released at their end), the
-    signal relay's watcher and the dashboards' presence, for as long as the app runs."""
+    signal relay's watcher, the dashboards' presence, and cancels and sign-outs reaching other
+    nodes, for as long as the app runs."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         from signaling.cluster.presence import Presence
+        from signaling.cluster.remote_actions import RemoteActions
 
         tasks: set[asyncio.Task[None]] = set()
         presence = Presence(
             cluster, app[CONFIG].cluster.key_prefix, app[STORAGE], app[CONSULTATIONS]
         )
+        actions = RemoteActions(cluster, app[STORAGE], app[CONSULTATIONS], app[SIGNED_IN_SOCKETS])
+        app[OTHER_NODES] = actions
 
         def hosted() -> list[int]:
             registry = app.get(CONSULTATIONS)
@@ -207,7 +218,9 @@ def _cluster_rooms(cluster: Cluster, signal_relay: SignalRelay):  # type: ignore
         app[CONSULTATIONS].on_ended.append(ended)
         signal_relay.start()
         presence.start()
+        actions.start()
         yield
+        await actions.close()
         await presence.close()
         await signal_relay.close()
 
