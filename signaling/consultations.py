@@ -555,7 +555,7 @@ class ConsultationRegistry:
     def watched(self, therapist_id: int) -> bool:
         return therapist_id in self._watchers
 
-    def tell_watchers(self, therapist_id: int, status: dict) -> None:
+    def tell_watchers(self, therapist_id: int, status: dict[str, Any]) -> None:
         """A `status` of a room on another node, for this node's dashboards of the therapist."""
         for watcher in self._watchers.get(therapist_id, ()):
             watcher.send(status)
@@ -574,8 +574,8 @@ class ConsultationRegistry:
             self._last_status[consultation.appointment_id] = status
         for watcher in self._watchers.get(consultation.therapist_id, ()):
             watcher.send(status)
-        for callback in self.on_status:
-            callback(consultation)
+        for tell_elsewhere in self.on_status:
+            tell_elsewhere(consultation)
 
     @staticmethod
     def _status(consultation: Consultation) -> dict:

@@ -172,16 +172,19 @@ class Cluster:
     async def publish(self, node_id: str, message: dict[str, Any]) -> int:
         """Send a JSON message to a node's channel; returns how many subscribers got it (0: the
         node is not listening, e.g. dead). Raises RedisUnavailable."""
-        redis = self.link.redis
-        text = json.dumps(message, separators=(",", ":"))
-        return int(await self.link.call(lambda: redis.publish(self.channel(node_id), text)))
+        return await self.publish_on(self.channel(node_id), message)
 
     async def broadcast(self, message: dict[str, Any]) -> None:
         """Send a JSON message to every other node (this one skips its own). Raises
         RedisUnavailable."""
+        await self.publish_on(self._prefix + BROADCAST_CHANNEL, {**message, "from": self.node_id})
+
+    async def publish_on(self, channel: str, message: dict[str, Any]) -> int:
+        """Send a JSON message to any channel; returns how many subscribers got it. Raises
+        RedisUnavailable."""
         redis = self.link.redis
-        text = json.dumps({**message, "from": self.node_id}, separators=(",", ":"))
-        await self.link.call(lambda: redis.publish(self._prefix + BROADCAST_CHANNEL, text))
+        text = json.dumps(message, separators=(",", ":"))
+        return int(await self.link.call(lambda: redis.publish(channel, text)))
 
     def on_message(self, handler: MessageHandler) -> None:
         """Call `handler(message)` for each message to this node's channel (not `drain`) and

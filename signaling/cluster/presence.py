@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -115,17 +114,12 @@ class Presence:
                 self._changed(consultation)
 
     async def _publish_loop(self) -> None:
-        redis = self._cluster.link.redis
         while True:
             therapist_id, message = await self._outbox.get()
             if not self._cluster.reachable:
                 continue  # the dashboards' nodes ask again once Redis is back
-            text = json.dumps(message, separators=(",", ":"))
-            channel = self.channel(therapist_id)
             with contextlib.suppress(RedisUnavailable):
-                await self._cluster.link.call(
-                    lambda channel=channel, text=text: redis.publish(channel, text)
-                )
+                await self._cluster.publish_on(self.channel(therapist_id), message)
 
     # --- the dashboard's side
 
