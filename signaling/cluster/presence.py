@@ -7,8 +7,9 @@ presence channel, `{prefix}presence:{therapist id}`. A node subscribes to that c
 of its sockets watches the therapist and passes what arrives to those sockets as `status`. A new
 dashboard asks every node (a broadcast) for the therapist's rooms it hosts; the answers come on
 the same channel, asked for only once the subscription is confirmed, so no change falls between
-the answer and the stream. After an outage the node asks again for every therapist it watches:
-what was published meanwhile is lost.
+the answer and the stream. What is published during an outage is lost, so when a node listens
+again it asks again for every therapist it watches and tells again what its own rooms are:
+whichever node comes back first, one of the two reaches the other.
 
 What travels: the therapist's internal id (in the channel's name), the appointment id, the state
 and the room's node id; never the client's name. The dashboard's node reads the name from the
@@ -69,7 +70,7 @@ class Presence:
             lambda therapist: self._inbox.put_nowait(("unwatched", therapist))
         )
         cluster.on_message(self._message)
-        cluster.on_listening_again(lambda: self._inbox.put_nowait(("ask_again", None)))
+        cluster.on_listening_again(self._listening_again)
 
     def start(self) -> None:
         self._tasks = [
@@ -97,6 +98,14 @@ class Presence:
         }
         self._outbox.put_nowait((therapist_id, message))
 
+    def _listening_again(self) -> None:
+        """After an outage both sides act, since either may come back first: this node tells
+        what its rooms are now (heard by the nodes subscribed already), and asks for the rooms of
+        the therapists it watches (heard by the nodes listening already)."""
+        for consultation in self._registry.active:
+            self._changed(consultation)
+        self._inbox.put_nowait(("ask_again", None))
+
     # --- the room's side
 
     def _changed(self, consultation: Consultation) -> None:
@@ -116,8 +125,7 @@ class Presence:
     async def _publish_loop(self) -> None:
         while True:
             therapist_id, message = await self._outbox.get()
-            if not self._cluster.reachable:
-                continue  # the dashboards' nodes ask again once Redis is back
+            # lost while Redis is away: the dashboards' nodes ask again when it is back
             with contextlib.suppress(RedisUnavailable):
                 await self._cluster.publish_on(self.channel(therapist_id), message)
 
