@@ -184,12 +184,13 @@ def create_app(
 
 def _cluster_rooms(cluster: Cluster, signal_relay: SignalRelay):  # type: ignore[no-untyped-def]
     """The placement of this node's rooms (renewed each heartbeat, released at their end), the
-    signal relay's watcher, the dashboards' presence, and cancels and sign-outs reaching other
-    nodes, for as long as the app runs."""
+    signal relay's watcher, the dashboards' presence, cancels and sign-outs reaching other
+    nodes, and the sweep of dead nodes' rooms, for as long as the app runs."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         from signaling.cluster.presence import Presence
         from signaling.cluster.remote_actions import RemoteActions
+        from signaling.cluster.room_sweep import RoomSweep, sweep_interval
 
         tasks: set[asyncio.Task[None]] = set()
         presence = Presence(
@@ -197,6 +198,15 @@ def _cluster_rooms(cluster: Cluster, signal_relay: SignalRelay):  # type: ignore
         )
         actions = RemoteActions(cluster, app[STORAGE], app[CONSULTATIONS], app[SIGNED_IN_SOCKETS])
         app[OTHER_NODES] = actions
+        settings = app[CONFIG].cluster
+        sweep = RoomSweep(
+            cluster,
+            app[STORAGE],
+            app[CONSULTATIONS],
+            settings.dead_room_grace_seconds,
+            sweep_interval(settings.heartbeat_interval_seconds, settings.dead_room_grace_seconds),
+        )
+        sweep.on_swept.append(lambda a: presence.room_reset(a.therapist_id, a.id))
 
         def hosted() -> list[int]:
             registry = app.get(CONSULTATIONS)
@@ -219,7 +229,9 @@ def _cluster_rooms(cluster: Cluster, signal_relay: SignalRelay):  # type: ignore
         signal_relay.start()
         presence.start()
         actions.start()
+        sweep.start()
         yield
+        await sweep.close()
         await actions.close()
         await presence.close()
         await signal_relay.close()

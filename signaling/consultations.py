@@ -282,6 +282,17 @@ class Consultation:
                 await self._record_end(now, reason)
             self._on_change(self)
 
+    async def store_state_again(self) -> None:
+        """Write the room's state again. In a cluster the sweep of dead nodes' rooms
+        (signaling/cluster/room_sweep.py) may have reset it while this node could not renew its
+        placement (Redis away) or while a join raced the sweep."""
+        async with self._lock:
+            if self.ended:
+                return
+            state = self._state_to_store()
+            await self._storage.update_appointment(self.appointment_id, state=state)
+            self._stored_state = state
+
     async def _record_pause(self) -> None:
         """The server stops mid-appointment: nobody is in the room, the appointment goes on."""
         try:
@@ -332,13 +343,16 @@ class Consultation:
                 return
         elif self._last_together is None and self.both_present_at is not None:
             self._last_together = now
-        state = {
-            "in_call": AppointmentState.IN_CALL,
-            "waiting": AppointmentState.WAITING,
-        }.get(self.status, AppointmentState.SCHEDULED)
+        state = self._state_to_store()
         if state is not self._stored_state:  # a replacing join changes nothing worth a write
             await self._storage.update_appointment(self.appointment_id, state=state)
             self._stored_state = state
+
+    def _state_to_store(self) -> AppointmentState:
+        return {
+            "in_call": AppointmentState.IN_CALL,
+            "waiting": AppointmentState.WAITING,
+        }.get(self.status, AppointmentState.SCHEDULED)
 
     def _await_media(self) -> None:
         """Both are seated: time how long until packets reach each of them."""

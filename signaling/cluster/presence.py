@@ -98,6 +98,12 @@ class Presence:
         }
         self._outbox.put_nowait((therapist_id, message))
 
+    def room_reset(self, therapist_id: int, appointment_id: int) -> None:
+        """A dead node's room was swept (room_sweep.py): `invited` again, here and elsewhere."""
+        status = {"v": 1, "type": "status", "appointment": appointment_id, "state": "invited"}
+        self._registry.tell_watchers(therapist_id, status)
+        self.publish_status(therapist_id, appointment_id, "invited")
+
     def _listening_again(self) -> None:
         """After an outage both sides act, since either may come back first: this node tells
         what its rooms are now (heard by the nodes subscribed already), and asks for the rooms of

@@ -117,6 +117,7 @@ def _node_config(
     key_prefix: str,
     secret: str,
     extra: str,
+    cluster_extra: str,
 ) -> Path:
     data = tmp_path / node_id
     data.mkdir(parents=True, exist_ok=True)
@@ -137,7 +138,7 @@ def _node_config(
         f"  node_id: {node_id}\n"
         f"  key_prefix: '{key_prefix}'\n"
         "  heartbeat_interval_seconds: 0.5\n"
-        "  heartbeat_ttl_seconds: 2\n" + extra,
+        "  heartbeat_ttl_seconds: 2\n" + cluster_extra + extra,
         encoding="utf-8",
     )
     path.chmod(0o600)
@@ -152,8 +153,10 @@ async def node_cluster(
     key_prefix: str,
     names: tuple[str, ...] = ("n1", "n2"),
     extra: str = "",
+    cluster_extra: str = "",
 ) -> AsyncIterator[NodeCluster]:
-    """Start one node process per name and wait until each answers; stop them afterwards."""
+    """Start one node process per name and wait until each answers; stop them afterwards.
+    `extra`: more YAML sections; `cluster_extra`: more lines of the `cluster` section."""
     secret = secrets.token_urlsafe(24)
     remember(secret)
     with contextlib.ExitStack() as stack:
@@ -162,7 +165,7 @@ async def node_cluster(
             http = stack.enter_context(reserve_ports(1, tcp=True))
             udp = stack.enter_context(reserve_ports(20))
             path = _node_config(
-                tmp_path, name, http.low, udp, dsn, redis, key_prefix, secret, extra
+                tmp_path, name, http.low, udp, dsn, redis, key_prefix, secret, extra, cluster_extra
             )
             http.release()  # the node binds it now
             nodes.append(
