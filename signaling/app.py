@@ -138,7 +138,7 @@ def create_app(
     app[SESSION_SECRET] = session_secret or config.server.session_secret or ""
     app[METRICS] = metrics = Metrics()
     app[DRAIN] = drain = Drain()
-    login_attempts = None
+    login_attempts = code_attempts = None
     signal_relay = None
     if cluster is not None:
         from signaling.cluster.login_attempts import RedisLoginAttempts
@@ -147,6 +147,13 @@ def create_app(
         # a new room needs Redis (placement, the signal relay): without it, "try again"
         drain.refuse_joins_while(lambda: not cluster.reachable)
         login_attempts = RedisLoginAttempts(cluster.link, config.cluster.key_prefix, config.limits)
+        code_attempts = RedisLoginAttempts(
+            cluster.link,
+            config.cluster.key_prefix,
+            config.limits,
+            namespace="login-code",
+            unavailable="Codes cannot be checked right now; try again in a moment",
+        )
         from signaling.cluster.signal_relay import SignalRelay
 
         signal_relay = SignalRelay(cluster, config.cluster.heartbeat_interval_seconds)
@@ -155,7 +162,11 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     TherapistApi(
-        config, storage, session_secret=app[SESSION_SECRET], login_attempts=login_attempts
+        config,
+        storage,
+        session_secret=app[SESSION_SECRET],
+        login_attempts=login_attempts,
+        code_attempts=code_attempts,
     ).register(app.router)
     IntegrationApi(config, storage).register(app.router)
     AdminApi(config, storage).register(app.router)

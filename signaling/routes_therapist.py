@@ -68,6 +68,7 @@ class TherapistApi:
         storage: Storage,
         login_attempts: LoginAttempts | None = None,
         session_secret: str = "",
+        code_attempts: LoginAttempts | None = None,
     ) -> None:
         self._config = config
         self._storage = storage
@@ -77,6 +78,7 @@ class TherapistApi:
             config,
             storage,
             session_secret or load_or_create_session_secret(config.storage.data_dir),
+            code_attempts,
         )
         self._origin = origin_of(config.server.public_url)
         # Each argon2 check takes 64 MiB for a moment; a burst of logins must not add that up
