@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from signaling.cluster.redis_link import RedisLink, RedisUnavailable
+from signaling.cluster.redis_link import RedisLink, RedisUnavailable, stop_tasks
 from signaling.cluster.registry import NodeInfo, NodeRegistry, least_loaded
 from signaling.config import Config
 from signaling.logs import LOGGER_NAME, log_event
@@ -106,11 +106,7 @@ class Cluster:
     async def close(self, deregister: bool = True) -> None:
         """Stop the heartbeat and leave the registry at once (not one TTL later). With
         `deregister=False` the entry is left to expire, as a killed node's would be."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         if deregister:
             with contextlib.suppress(RedisUnavailable):
                 await self.registry.remove(self.node_id)

@@ -29,7 +29,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from signaling.cluster.redis_link import RedisUnavailable
+from signaling.cluster.redis_link import RedisUnavailable, stop_tasks
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.storage import StorageFailure
 
@@ -79,11 +79,7 @@ class Presence:
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
 
     def channel(self, therapist_id: int) -> str:
         return f"{self._prefix}presence:{therapist_id}"

@@ -20,11 +20,10 @@ truth: every node re-reads its sign-ins every `SESSION_RECHECK_SECONDS` (as for 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from signaling.cluster.redis_link import RedisUnavailable
+from signaling.cluster.redis_link import RedisUnavailable, stop_tasks
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.storage import AppointmentState
 
@@ -69,10 +68,7 @@ class RemoteActions:
         self._recheck = asyncio.create_task(self._recheck_rooms_periodically())
 
     async def close(self) -> None:
-        for task in [*self._tasks, *([self._recheck] if self._recheck else [])]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks([*self._tasks, *([self._recheck] if self._recheck else [])])
 
     # --- this node asks
 

@@ -25,13 +25,12 @@ after the node died (defaults: 6 + 30 + 20 s).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from signaling.cluster.redis_link import RedisUnavailable
+from signaling.cluster.redis_link import RedisUnavailable, stop_tasks
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.storage import Appointment, StorageFailure
 
@@ -76,10 +75,7 @@ class RoomSweep:
         self._spawn(self._sweep_periodically())
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(list(self._tasks))
 
     async def sweep_once(self) -> list[int]:
         """One pass; returns the appointments this node swept."""
