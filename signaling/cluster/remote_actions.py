@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from signaling.cluster.redis_link import RedisUnavailable, stop_tasks
@@ -120,7 +121,7 @@ class RemoteActions:
                         logger, "room_recheck_failed", logging.ERROR, error=type(exc).__name__
                     )
 
-    def _spawn(self, work: Any) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(work)
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -15,6 +15,7 @@ from signaling.cluster import remote_actions
 from signaling.storage import AppointmentState
 from tests.cluster.nodes import node
 from tests.cluster.test_presence_across_nodes import CONFIG, listening, same_browser
+from tests.cluster.test_room_sweep import state_becomes
 from tests.redis_server import RedisServer
 from tests.signaling.api_server import PUBLIC_URL, call
 from tests.signaling.test_sign_out import logout, signed_out
@@ -112,8 +113,10 @@ async def test_ending_the_call_from_a_socket_on_the_other_node_ends_it_for_both(
             await therapist.send(type="end")
             await told_the_end(therapist, "therapist_ended")
             await told_the_end(client, "therapist_ended")
-            stored = await a.api.storage.get_appointment(appointment_id)
-            assert stored is not None and stored.state is AppointmentState.ENDED
+            # written after both are told
+            await state_becomes(
+                a.api.storage, appointment_id, AppointmentState.ENDED, DEADLINE_SECONDS
+            )
         finally:
             for side in (therapist, client):
                 await side.close()

@@ -97,6 +97,12 @@ async def test_a_killed_nodes_room_nobody_rejoins_is_swept_back_and_can_be_joine
             )
             print(f"kill -9 of the room's node to the appointment swept back: {took:.2f} s")
             survivor = cluster.node("n2")
+            # the line comes after the placement is given back, which comes after the reset
+            await until(
+                lambda: "dead_room_swept" in survivor.stderr(),
+                lambda: "n2 logged dead_room_swept: " + survivor.stderr()[-2000:],
+                DEADLINE_SECONDS,
+            )
             assert survivor.stderr().count("dead_room_swept") == 1, survivor.stderr()[-2000:]
             assert await cluster.owner(appointment_id) is None
             # and it can be joined again, on the node that is left
