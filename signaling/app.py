@@ -30,7 +30,14 @@ from signaling.invitations_by_mail import InvitationsByMail, send_reminders_peri
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import METRICS, ClusterNode, Metrics, serve_metrics
 from signaling.readiness import check_readiness
-from signaling.relay_setup import CONSULTATIONS, close_live_media, live_media, live_state
+from signaling.relay_setup import (
+    CONSULTATIONS,
+    OTHER_NODES,
+    SIGNED_IN_SOCKETS,
+    close_live_media,
+    live_media,
+    live_state,
+)
 from signaling.routes_admin import AdminApi, SetPasswordApi
 from signaling.routes_client import ClientApi
 from signaling.routes_integration import IntegrationApi
@@ -133,7 +140,7 @@ def create_app(
     app[SESSION_SECRET] = session_secret or config.server.session_secret or ""
     app[METRICS] = metrics = Metrics()
     app[DRAIN] = drain = Drain()
-    login_attempts = None
+    login_attempts = code_attempts = None
     signal_relay = None
     if cluster is not None:
         from signaling.cluster.login_attempts import RedisLoginAttempts
@@ -142,6 +149,13 @@ def create_app(
         # a new room needs Redis (placement, the signal relay): without it, "try again"
         drain.refuse_joins_while(lambda: not cluster.reachable)
         login_attempts = RedisLoginAttempts(cluster.link, config.cluster.key_prefix, config.limits)
+        code_attempts = RedisLoginAttempts(
+            cluster.link,
+            config.cluster.key_prefix,
+            config.limits,
+            namespace="login-code",
+            unavailable="Codes cannot be checked right now; try again in a moment",
+        )
         from signaling.cluster.signal_relay import SignalRelay
 
         signal_relay = SignalRelay(cluster, config.cluster.heartbeat_interval_seconds)
@@ -156,6 +170,7 @@ def create_app(
         session_secret=app[SESSION_SECRET],
         login_attempts=login_attempts,
         invitation_mail=invitation_mail,
+        code_attempts=code_attempts,
     ).register(app.router)
     IntegrationApi(config, storage, invitation_mail=invitation_mail).register(app.router)
     AdminApi(config, storage).register(app.router)
@@ -187,11 +202,30 @@ def create_app(
 
 
 def _cluster_rooms(cluster: Cluster, signal_relay: SignalRelay):  # type: ignore[no-untyped-def]
-    """The placement of this node's rooms (renewed each heartbeat, released at their end) and
-    the signal relay's watcher, for as long as the app runs."""
+    """The placement of this node's rooms (renewed each heartbeat, released at their end), the
+    signal relay's watcher, the dashboards' presence, cancels and sign-outs reaching other
+    nodes, and the sweep of dead nodes' rooms, for as long as the app runs."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
+        from signaling.cluster.presence import Presence
+        from signaling.cluster.remote_actions import RemoteActions
+        from signaling.cluster.room_sweep import RoomSweep, sweep_interval
+
         tasks: set[asyncio.Task[None]] = set()
+        presence = Presence(
+            cluster, app[CONFIG].cluster.key_prefix, app[STORAGE], app[CONSULTATIONS]
+        )
+        actions = RemoteActions(cluster, app[STORAGE], app[CONSULTATIONS], app[SIGNED_IN_SOCKETS])
+        app[OTHER_NODES] = actions
+        settings = app[CONFIG].cluster
+        sweep = RoomSweep(
+            cluster,
+            app[STORAGE],
+            app[CONSULTATIONS],
+            settings.dead_room_grace_seconds,
+            sweep_interval(settings.heartbeat_interval_seconds, settings.dead_room_grace_seconds),
+        )
+        sweep.on_swept.append(lambda a: presence.room_reset(a.therapist_id, a.id))
 
         def hosted() -> list[int]:
             registry = app.get(CONSULTATIONS)
@@ -212,7 +246,13 @@ def _cluster_rooms(cluster: Cluster, signal_relay: SignalRelay):  # type: ignore
         cluster.hosted_rooms = hosted
         app[CONSULTATIONS].on_ended.append(ended)
         signal_relay.start()
+        presence.start()
+        actions.start()
+        sweep.start()
         yield
+        await sweep.close()
+        await actions.close()
+        await presence.close()
         await signal_relay.close()
 
     return context

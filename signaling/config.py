@@ -483,6 +483,10 @@ class ClusterConfig:
     # How long a drained node lets its live calls run before it ends them and exits. A session
     # is 50 minutes by default; an hour lets one that just began run to its end.
     drain_timeout_seconds: float = _setting(3600.0, _seconds(0, 86400))
+    # How long a live appointment whose room's node died stays live for its people to come back
+    # before a node sweeps it back to `scheduled` (signaling/cluster/room_sweep.py). A page
+    # reconnects within seconds (back-off 1 s doubling to 10 s); five heartbeat TTLs by default.
+    dead_room_grace_seconds: float = _setting(30.0, _seconds(1, 3600))
 
     @property
     def enabled(self) -> bool:
@@ -618,6 +622,14 @@ def _check_across_keys(name: str, config: Config) -> None:
             f"{name}: cluster.heartbeat_ttl_seconds: must be at least twice "
             f"cluster.heartbeat_interval_seconds ({cluster.heartbeat_interval_seconds:g}), "
             f"got {cluster.heartbeat_ttl_seconds:g}"
+        )
+    if cluster.dead_room_grace_seconds < cluster.heartbeat_ttl_seconds:
+        # a live node's placement may lapse for up to one TTL (a late heartbeat, a Redis
+        # restart) before it renews it: a shorter grace would sweep its rooms
+        raise ConfigError(
+            f"{name}: cluster.dead_room_grace_seconds: must be at least "
+            f"cluster.heartbeat_ttl_seconds ({cluster.heartbeat_ttl_seconds:g}), "
+            f"got {cluster.dead_room_grace_seconds:g}"
         )
     if media.udp_port_min > media.udp_port_max:
         raise ConfigError(

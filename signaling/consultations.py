@@ -282,6 +282,17 @@ class Consultation:
                 await self._record_end(now, reason)
             self._on_change(self)
 
+    async def store_state_again(self) -> None:
+        """Write the room's state again. In a cluster the sweep of dead nodes' rooms
+        (signaling/cluster/room_sweep.py) may have reset it while this node could not renew its
+        placement (Redis away) or while a join raced the sweep."""
+        async with self._lock:
+            if self.ended:
+                return
+            state = self._state_to_store()
+            await self._storage.update_appointment(self.appointment_id, state=state)
+            self._stored_state = state
+
     async def _record_pause(self) -> None:
         """The server stops mid-appointment: nobody is in the room, the appointment goes on."""
         try:
@@ -332,13 +343,16 @@ class Consultation:
                 return
         elif self._last_together is None and self.both_present_at is not None:
             self._last_together = now
-        state = {
-            "in_call": AppointmentState.IN_CALL,
-            "waiting": AppointmentState.WAITING,
-        }.get(self.status, AppointmentState.SCHEDULED)
+        state = self._state_to_store()
         if state is not self._stored_state:  # a replacing join changes nothing worth a write
             await self._storage.update_appointment(self.appointment_id, state=state)
             self._stored_state = state
+
+    def _state_to_store(self) -> AppointmentState:
+        return {
+            "in_call": AppointmentState.IN_CALL,
+            "waiting": AppointmentState.WAITING,
+        }.get(self.status, AppointmentState.SCHEDULED)
 
     def _await_media(self) -> None:
         """Both are seated: time how long until packets reach each of them."""
@@ -476,6 +490,12 @@ class ConsultationRegistry:
         self._last_status: dict[int, dict] = {}
         # called with the appointment id when a consultation ends (a cluster releases its room)
         self.on_ended: list[Callable[[int], None]] = []
+        # A cluster carries presence to dashboards on other nodes (signaling/cluster/presence.py):
+        # each change the dashboards here are told of, each new dashboard (by therapist id), and
+        # the last dashboard of a therapist going away.
+        self.on_status: list[Callable[[Consultation], None]] = []
+        self.on_watch: list[Callable[[int], None]] = []
+        self.on_unwatched: list[Callable[[int], None]] = []
 
     def get(self, appointment_id: int) -> Consultation | None:
         return self._consultations.get(appointment_id)
@@ -534,6 +554,8 @@ class ConsultationRegistry:
         for consultation in self.active:
             if consultation.therapist_id == therapist_id:
                 participant.send(self._status(consultation))
+        for callback in self.on_watch:
+            callback(therapist_id)
 
     def unwatch(self, therapist_id: int, participant: Participant) -> None:
         watchers = self._watchers.get(therapist_id)
@@ -541,6 +563,16 @@ class ConsultationRegistry:
             watchers.discard(participant)
             if not watchers:
                 del self._watchers[therapist_id]
+                for callback in self.on_unwatched:
+                    callback(therapist_id)
+
+    def watched(self, therapist_id: int) -> bool:
+        return therapist_id in self._watchers
+
+    def tell_watchers(self, therapist_id: int, status: dict[str, Any]) -> None:
+        """A `status` of a room on another node, for this node's dashboards of the therapist."""
+        for watcher in self._watchers.get(therapist_id, ()):
+            watcher.send(status)
 
     def _changed(self, consultation: Consultation) -> None:
         status = self._status(consultation)
@@ -556,6 +588,8 @@ class ConsultationRegistry:
             self._last_status[consultation.appointment_id] = status
         for watcher in self._watchers.get(consultation.therapist_id, ()):
             watcher.send(status)
+        for tell_elsewhere in self.on_status:
+            tell_elsewhere(consultation)
 
     @staticmethod
     def _status(consultation: Consultation) -> dict:

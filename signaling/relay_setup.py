@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from aiohttp import web
 
@@ -22,6 +23,7 @@ from signaling.storage import Storage
 
 __all__ = [
     "CONSULTATIONS",
+    "OTHER_NODES",
     "RELAY",
     "SIGNED_IN_SOCKETS",
     "close_live_media",
@@ -35,6 +37,18 @@ __all__ = [
 RELAY = web.AppKey("relay", Relay)
 CONSULTATIONS = web.AppKey("consultations", ConsultationRegistry)
 SIGNED_IN_SOCKETS = web.AppKey("signed_in_sockets", SignedInSockets)
+
+
+class OtherNodes(Protocol):
+    """In a cluster, the same actions on what lives on other nodes
+    (signaling/cluster/remote_actions.py)."""
+
+    def sign_out(self, therapist_id: int) -> None: ...
+
+    async def end_room(self, appointment_id: int, reason: str) -> None: ...
+
+
+OTHER_NODES: web.AppKey[OtherNodes] = web.AppKey("other_nodes")
 
 EXPIRY_CHECK_SECONDS = 15  # an appointment's room closes at most this long after valid_until
 
@@ -135,14 +149,24 @@ async def _recheck_sessions_periodically(sockets: SignedInSockets, storage: Stor
 
 
 def sign_out_live(app: web.Application, therapist_id: int) -> None:
-    """Close every open socket of the therapist now (a call's seat, dashboards, pages)."""
+    """Close every open socket of the therapist now (a call's seat, dashboards, pages), on every
+    node of a cluster."""
     sockets = app.get(SIGNED_IN_SOCKETS)
     if sockets is not None:
         sockets.sign_out_therapist(therapist_id)
+    others = app.get(OTHER_NODES)
+    if others is not None:
+        others.sign_out(therapist_id)
 
 
 async def end_live_session(app: web.Application, appointment_id: int, reason: str) -> None:
-    """End the appointment's consultation, if one is live: its participants are told at once."""
+    """End the appointment's consultation, if one is live (in a cluster: wherever it is): its
+    participants are told at once."""
     registry = app.get(CONSULTATIONS)
-    if registry is not None:
+    live = registry.get(appointment_id) if registry is not None else None
+    if registry is not None and live is not None and not live.ended:
         await registry.end(appointment_id, reason)
+        return
+    others = app.get(OTHER_NODES)
+    if others is not None:
+        await others.end_room(appointment_id, reason)

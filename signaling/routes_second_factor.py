@@ -7,7 +7,8 @@ code) then starts the session. With `auth.require_totp` a therapist without one 
 code, which also signs in. Signed in, a therapist turns it on or off on the security page.
 
 The code step is throttled like the password (per account and per address, counted on
-arrival), and each code works once: the storage keeps the last accepted 30-second step.
+arrival; in a cluster the counts are in Redis, so attempts spread over nodes count together),
+and each code works once: the storage keeps the last accepted 30-second step.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from signaling.config import Config
 from signaling.csrf import check_origin, origin_of
 from signaling.http_errors import ApiError, read_json
 from signaling.login_sessions import SignedIn, signed_in_response
-from signaling.login_throttle import Attempt, LoginThrottle
+from signaling.login_throttle import Attempt, LoginAttempts, local_login_attempts
 from signaling.logs import LOGGER_NAME, log_event, render_ip
 from signaling.storage import AlreadyExists, Storage, Therapist
 from signaling.totp import (
@@ -47,21 +48,23 @@ Wrap = Callable[[Handler], Callable[[web.Request], Awaitable[web.StreamResponse]
 
 
 class SecondFactorApi:
-    def __init__(self, config: Config, storage: Storage, session_secret: str) -> None:
+    def __init__(
+        self,
+        config: Config,
+        storage: Storage,
+        session_secret: str,
+        attempts: LoginAttempts | None = None,
+    ) -> None:
         self._config = config
         self._storage = storage
         self._origin = origin_of(config.server.public_url)
         self._box = SecretBox(session_secret)
         self._tickets = TicketSigner(session_secret)
         # Its own counts: a right password must not buy fresh guesses at the code, and guesses
-        # at the code must not lock out the password step of someone else on the address. Kept
-        # in this process (a ticket's code step may land on another node, which counts its own).
-        limits = config.limits
-        self._throttle = LoginThrottle(
-            limits.login_attempts_per_account,
-            limits.login_attempts_per_address,
-            limits.login_window_seconds,
-        )
+        # at the code must not lock out the password step of someone else on the address. In a
+        # cluster they are in Redis (signaling/cluster/login_attempts.py): a ticket's code step
+        # may land on any node.
+        self._attempts = attempts or local_login_attempts(config.limits)
 
     def register(self, router: web.UrlDispatcher, prefix: str, signed_in: Wrap) -> None:
         router.add_post(f"{prefix}/login/code", self.login_code)
@@ -107,7 +110,7 @@ class SecondFactorApi:
         address = client_address(request, self._config.server.trusted_proxies)
         ip = render_ip(address, self._config.privacy.log_ip)
         # Counted on arrival, like the password: parallel guesses all count.
-        attempt = self._throttle.begin(f"id:{therapist.id}", address)
+        attempt = await self._attempts.begin(f"id:{therapist.id}", address)
         if not isinstance(attempt, Attempt):
             log_event(logger, "login_code_throttled", logging.WARNING, ip=ip)
             raise ApiError(
@@ -122,7 +125,7 @@ class SecondFactorApi:
             payload["recovery_codes"] = codes
         else:
             await self._check_code(therapist, code, ip)
-        self._throttle.succeeded(attempt)
+        await self._attempts.succeeded(attempt)
         log_event(logger, "login", therapist_id=therapist.id, ip=ip, second_factor=True)
         return await signed_in_response(self._storage, self._config, therapist, payload)
 
@@ -253,7 +256,7 @@ class SecondFactorApi:
     ) -> object:
         """A code check on a signed-in page, throttled like the sign-in's."""
         address = client_address(request, self._config.server.trusted_proxies)
-        attempt = self._throttle.begin(f"id:{therapist.id}", address)
+        attempt = await self._attempts.begin(f"id:{therapist.id}", address)
         if not isinstance(attempt, Attempt):
             raise ApiError(
                 429,
@@ -262,7 +265,7 @@ class SecondFactorApi:
                 {"Retry-After": str(attempt)},
             )
         result = await check(therapist, *args)
-        self._throttle.succeeded(attempt)
+        await self._attempts.succeeded(attempt)
         return result
 
 

@@ -70,6 +70,7 @@ class TherapistApi:
         login_attempts: LoginAttempts | None = None,
         session_secret: str = "",
         invitation_mail: InvitationsByMail | None = None,
+        code_attempts: LoginAttempts | None = None,
     ) -> None:
         self._config = config
         self._storage = storage
@@ -80,6 +81,7 @@ class TherapistApi:
             config,
             storage,
             session_secret or load_or_create_session_secret(config.storage.data_dir),
+            code_attempts,
         )
         self._origin = origin_of(config.server.public_url)
         # Each argon2 check takes 64 MiB for a moment; a burst of logins must not add that up

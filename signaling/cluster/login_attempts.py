@@ -8,7 +8,8 @@ the time is Redis's own (`TIME`), so nodes with skewed clocks count alike. Each 
 window after its last attempt: no key outlives its use.
 
 The keys name a SHA-256 of the username or address, not the value itself: Redis holds no
-plain-text usernames or client addresses.
+plain-text usernames or client addresses. The second factor's code step keeps its own counts
+(`namespace="login-code"`, routes_second_factor.py), as a node alone does.
 
 Redis unreachable: the attempt is refused with 503 `storage_unavailable` and Retry-After, like a
 database that cannot answer; counting nothing would let guesses through unlimited.
@@ -61,9 +62,17 @@ return {1, now}
 class RedisLoginAttempts:
     """`LoginAttempts` for a cluster."""
 
-    def __init__(self, link: RedisLink, prefix: str, limits: LimitsConfig) -> None:
+    def __init__(
+        self,
+        link: RedisLink,
+        prefix: str,
+        limits: LimitsConfig,
+        namespace: str = "login",
+        unavailable: str = "Sign-in is not possible right now; try again in a moment",
+    ) -> None:
         self._link = link
-        self._prefix = prefix
+        self._prefix = f"{prefix}{namespace}:"
+        self._unavailable = unavailable
         self._limits = (limits.login_attempts_per_account, limits.login_attempts_per_address)
         self._window_ms = limits.login_window_seconds * 1000
         self._begin = link.redis.register_script(BEGIN)
@@ -81,7 +90,7 @@ class RedisLoginAttempts:
             raise ApiError(
                 503,
                 "storage_unavailable",
-                "Sign-in is not possible right now; try again in a moment",
+                self._unavailable,
                 {"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)},
             ) from None
         if not counted:
@@ -109,4 +118,4 @@ class RedisLoginAttempts:
 
     def _key(self, kind: str, value: str) -> str:
         digest = hashlib.sha256(f"{kind}\0{value}".encode()).hexdigest()[:32]
-        return f"{self._prefix}login:{kind}:{digest}"
+        return f"{self._prefix}{kind}:{digest}"

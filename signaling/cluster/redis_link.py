@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from signaling.logs import LOGGER_NAME, log_event
@@ -22,12 +22,14 @@ from signaling.logs import LOGGER_NAME, log_event
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["RedisLink", "RedisUnavailable"]
+__all__ = ["RedisLink", "RedisUnavailable", "stop_tasks"]
 
 logger = logging.getLogger(LOGGER_NAME)
 
 T = TypeVar("T")
 
+# How long `stop_tasks` waits before it cancels a task again.
+CANCEL_AGAIN_SECONDS = 0.2
 # A command that takes longer than this is as good as failed: every caller is on a request path
 # (a sign-in, a join) or a heartbeat that must not fall behind.
 COMMAND_TIMEOUT_SECONDS = 2.0
@@ -76,9 +78,7 @@ class RedisLink:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task])
         with contextlib.suppress(Exception):
             await self.redis.aclose()
 
@@ -88,7 +88,10 @@ class RedisLink:
         import redis.exceptions
 
         try:
-            return await asyncio.wait_for(command(), COMMAND_TIMEOUT_SECONDS)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns a result that came
+            # in the same turn as a cancel and drops the cancel, and a node's close then hangs
+            async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+                return await command()
         except (
             redis.exceptions.ConnectionError,
             redis.exceptions.TimeoutError,
@@ -113,7 +116,8 @@ class RedisLink:
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: see call()
+                    await self._wake.wait()
             await self._check()
 
     async def _check(self) -> None:
@@ -143,3 +147,17 @@ def _first_word(exc: Any) -> str:
     # may quote the command, so only the code is kept
     text = str(exc).strip()
     return text.split(" ", 1)[0] if text else "error"
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel each task and wait for its end, cancelling again while it runs on. A task may be
+    cancelled in the middle of a Redis command, and redis-py sends under asyncio.wait_for
+    (socket_timeout, and during a new connection's handshake), which on Python 3.11 drops a
+    cancel that arrives as the send completes: the task then goes on into its next wait, and a
+    node's close waited for it forever."""
+    for task in tasks:
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=CANCEL_AGAIN_SECONDS)
+        if not task.cancelled() and task.exception() is not None:
+            log_event(logger, "task_failed", logging.ERROR, error=type(task.exception()).__name__)

@@ -97,6 +97,16 @@ class RoomPlacement:
             raise NoNodeForRoom
         return owner
 
+    async def claim(self, appointment_id: int) -> bool:
+        """Hold the room's placement for this node if nobody holds it (the sweep of dead nodes'
+        rooms: a join arriving meanwhile is seated here). Raises RedisUnavailable."""
+        redis = self._cluster.link.redis
+        node = self._cluster.node_id
+        key = self.key(appointment_id)
+        return bool(
+            await self._cluster.link.call(lambda: redis.set(key, node, nx=True, px=self._ttl_ms))
+        )
+
     async def renew(self, appointment_ids: list[int]) -> None:
         """This node still hosts these rooms. Raises RedisUnavailable."""
         if not appointment_ids:

@@ -31,7 +31,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from signaling.cluster.redis_link import RedisUnavailable
+from signaling.cluster.redis_link import RedisUnavailable, stop_tasks
 from signaling.logs import LOGGER_NAME, log_event
 
 if TYPE_CHECKING:
@@ -141,9 +141,7 @@ class SignalRelay:
 
     async def close(self) -> None:
         if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            await stop_tasks([self._watcher])
 
     async def publish(self, node: str, message: dict[str, Any]) -> bool:
         return await self.cluster.publish(node, message) > 0

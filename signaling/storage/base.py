@@ -361,6 +361,17 @@ class Storage(abc.ABC):
         kept; return how many. For the start of the server: no room outlives its process."""
 
     @abc.abstractmethod
+    async def live_appointments(self) -> list[Appointment]:
+        """Every `waiting` or `in_call` appointment: in a cluster, the rooms some node should
+        host (signaling/cluster/room_sweep.py)."""
+
+    @abc.abstractmethod
+    async def reset_live_appointment(self, appointment_id: int) -> bool:
+        """Set one `waiting` or `in_call` appointment back to `scheduled`, as
+        `reset_live_appointments` does for all; True when it was live. The check is in the
+        UPDATE: of two nodes sweeping the same room, one gets True."""
+
+    @abc.abstractmethod
     async def cancel_appointment(self, appointment_id: int) -> Appointment:
         """Set state to cancelled and drop the invite token so the link stops working; a
         pending invitation reminder (and the client's address with it) is deleted too."""

@@ -93,6 +93,27 @@ class Appointments:
             ),
         )
 
+    async def live(self) -> list[Appointment]:
+        rows = await self._database.all(
+            "SELECT * FROM appointments WHERE state IN (%s, %s) ORDER BY id",
+            (AppointmentState.WAITING.value, AppointmentState.IN_CALL.value),
+        )
+        return [appointment_from_row(row) for row in rows]
+
+    async def reset_live_one(self, appointment_id: int) -> bool:
+        # under READ COMMITTED a second UPDATE waits for the first's row lock and re-checks the
+        # state on the new row version: it matches nothing
+        changed = await self._database.write(
+            "UPDATE appointments SET state = %s WHERE id = %s AND state IN (%s, %s)",
+            (
+                AppointmentState.SCHEDULED.value,
+                appointment_id,
+                AppointmentState.WAITING.value,
+                AppointmentState.IN_CALL.value,
+            ),
+        )
+        return changed == 1
+
     async def record_consent(
         self,
         appointment_id: int,

@@ -217,6 +217,12 @@ class SqliteStorage(Facade):
     async def reset_live_appointments(self) -> int:
         return await self._run(self._appointments.reset_live)
 
+    async def live_appointments(self) -> list[Appointment]:
+        return await self._run(self._appointments.live)
+
+    async def reset_live_appointment(self, appointment_id: int) -> bool:
+        return await self._run(self._appointments.reset_live_one, appointment_id)
+
     async def _bind_client(
         self,
         appointment_id: int,

@@ -90,6 +90,25 @@ class Appointments:
             ),
         ).rowcount
 
+    def live(self) -> list[Appointment]:
+        rows = self._database.all(
+            "SELECT * FROM appointments WHERE state IN (?, ?) ORDER BY id",
+            (AppointmentState.WAITING.value, AppointmentState.IN_CALL.value),
+        )
+        return [appointment_from_row(row) for row in rows]
+
+    def reset_live_one(self, appointment_id: int) -> bool:
+        cursor = self._database.write(
+            "UPDATE appointments SET state = ? WHERE id = ? AND state IN (?, ?)",
+            (
+                AppointmentState.SCHEDULED.value,
+                appointment_id,
+                AppointmentState.WAITING.value,
+                AppointmentState.IN_CALL.value,
+            ),
+        )
+        return cursor.rowcount == 1
+
     def record_consent(
         self,
         appointment_id: int,

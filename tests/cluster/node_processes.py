@@ -117,6 +117,8 @@ def _node_config(
     key_prefix: str,
     secret: str,
     extra: str,
+    cluster_extra: str,
+    public_url: str,
 ) -> Path:
     data = tmp_path / node_id
     data.mkdir(parents=True, exist_ok=True)
@@ -126,7 +128,7 @@ def _node_config(
         "  backend: postgresql\n"
         f"  postgresql_dsn: '{dsn}'\n"
         f"  sqlite_path: {data / 'unused.sqlite3'}\n"
-        f"server:\n  port: {port}\n  public_url: {PUBLIC_URL}\n  session_secret: '{secret}'\n"
+        f"server:\n  port: {port}\n  public_url: {public_url}\n  session_secret: '{secret}'\n"
         "media:\n"
         "  allow_loopback_candidates: true\n"
         '  listen_addresses: ["127.0.0.1"]\n'
@@ -137,7 +139,7 @@ def _node_config(
         f"  node_id: {node_id}\n"
         f"  key_prefix: '{key_prefix}'\n"
         "  heartbeat_interval_seconds: 0.5\n"
-        "  heartbeat_ttl_seconds: 2\n" + extra,
+        "  heartbeat_ttl_seconds: 2\n" + cluster_extra + extra,
         encoding="utf-8",
     )
     path.chmod(0o600)
@@ -152,8 +154,14 @@ async def node_cluster(
     key_prefix: str,
     names: tuple[str, ...] = ("n1", "n2"),
     extra: str = "",
+    cluster_extra: str = "",
+    own_origins: bool = False,
 ) -> AsyncIterator[NodeCluster]:
-    """Start one node process per name and wait until each answers; stop them afterwards."""
+    """Start one node process per name and wait until each answers; stop them afterwards.
+    `extra`: more YAML sections; `cluster_extra`: more lines of the `cluster` section.
+    `own_origins`: each node's public URL is its own address (a browser reaches it there and
+    its Origin checks hold), not the one name behind a load balancer that tests with their own
+    HTTP client use."""
     secret = secrets.token_urlsafe(24)
     remember(secret)
     with contextlib.ExitStack() as stack:
@@ -161,8 +169,19 @@ async def node_cluster(
         for name in names:
             http = stack.enter_context(reserve_ports(1, tcp=True))
             udp = stack.enter_context(reserve_ports(20))
+            public_url = f"http://127.0.0.1:{http.low}" if own_origins else PUBLIC_URL
             path = _node_config(
-                tmp_path, name, http.low, udp, dsn, redis, key_prefix, secret, extra
+                tmp_path,
+                name,
+                http.low,
+                udp,
+                dsn,
+                redis,
+                key_prefix,
+                secret,
+                extra,
+                cluster_extra,
+                public_url,
             )
             http.release()  # the node binds it now
             nodes.append(

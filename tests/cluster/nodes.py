@@ -24,10 +24,11 @@ class Node:
 
 
 @contextlib.asynccontextmanager
-async def node(config: Config) -> AsyncIterator[Node]:
+async def node(config: Config, rooms: int = 0) -> AsyncIterator[Node]:
+    """`rooms`: the load the node reports, so a test can have placement choose the other."""
     assert config.cluster.node_id is not None
     storage = await SqliteStorage.open(config.storage.sqlite_path)
-    cluster = Cluster(config, config.cluster.node_id, load=lambda: 0)
+    cluster = Cluster(config, config.cluster.node_id, load=lambda: rooms)
     try:
         await cluster.start()
         app = create_app(config, storage, cluster=cluster)

@@ -67,6 +67,10 @@ def test_the_redis_url_may_come_from_the_environment(tmp_path: Path):
             "cluster.heartbeat_ttl_seconds: must be at least twice",
         ),
         ("cluster:\n  drain_timeout_seconds: -1\n", "cluster.drain_timeout_seconds: must be"),
+        (
+            "cluster:\n  heartbeat_ttl_seconds: 40\n",
+            "cluster.dead_room_grace_seconds: must be at least cluster.heartbeat_ttl_seconds",
+        ),
     ],
 )
 def test_bad_cluster_keys_are_named(tmp_path: Path, yaml: str, message: str):

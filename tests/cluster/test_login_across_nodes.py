@@ -1,12 +1,14 @@
 """Login throttling holds across nodes: attempts spread over two nodes sharing one Redis count
 together, with the same semantics as one node's (counted on arrival, a correct password gives the
-account a fresh start)."""
+account a fresh start); the same for the second factor's code step, which refuses to check codes
+while Redis is away rather than count nothing."""
 
 from __future__ import annotations
 
 from tests.cluster.nodes import node
 from tests.redis_server import RedisServer
 from tests.signaling.api_server import PASSWORD, PUBLIC_URL, ApiServer, call
+from tests.signaling.test_second_factor import enrol, later_code
 
 LIMITS = f"""limits:
   login_attempts_per_account: 3
@@ -59,3 +61,50 @@ async def test_a_correct_password_on_one_node_clears_the_accounts_count_on_the_o
         for _ in range(3):
             assert (await login(a.api, "alice", "wrong"))[0] == 401
         assert (await login(b.api, "alice", "wrong"))[0] == 429
+
+
+async def code_step(api: ApiServer, ticket: str, code: str):
+    async with api.client(Origin=PUBLIC_URL) as client:
+        return await call(
+            client, "POST", "/api/therapist/login/code", json={"ticket": ticket, "code": code}
+        )
+
+
+async def ticket_for(api: ApiServer) -> str:
+    status, body, _ = await login(api, "alice", PASSWORD)
+    assert (status, body.get("second_factor")) == (200, "code"), body
+    return body["ticket"]
+
+
+async def test_wrong_codes_on_two_nodes_count_together(shared_redis: RedisServer, cluster_config):
+    async with (
+        node(cluster_config(shared_redis, "node-a", LIMITS)) as a,
+        node(cluster_config(shared_redis, "node-b", LIMITS)) as b,
+    ):
+        await a.api.add_therapist("alice")
+        secret, _ = await enrol(a.api)
+        ticket = await ticket_for(b.api)
+        wrong = f"{(int(later_code(secret)) + 1) % 1_000_000:06d}"
+        # three wrong codes, spread: each node alone has seen at most two
+        for api in (a.api, b.api, a.api):
+            status, body, _ = await code_step(api, ticket, wrong)
+            assert (status, body["error"]["code"]) == (401, "invalid_code"), body
+        status, body, headers = await code_step(b.api, ticket, later_code(secret))
+        assert (status, body["error"]["code"]) == (429, "rate_limited"), body
+        assert 0 < int(headers["Retry-After"]) <= 600
+
+
+async def test_the_code_step_is_refused_while_redis_is_away(
+    private_redis: RedisServer, cluster_config
+):
+    config = cluster_config(
+        private_redis, "node-a", LIMITS, heartbeat_interval_seconds=0.5, heartbeat_ttl_seconds=2
+    )
+    async with node(config) as a:
+        await a.api.add_therapist("alice")
+        secret, _ = await enrol(a.api)
+        ticket = await ticket_for(a.api)
+        private_redis.stop()
+        status, body, headers = await code_step(a.api, ticket, later_code(secret))
+        assert (status, body["error"]["code"]) == (503, "storage_unavailable"), body
+        assert int(headers["Retry-After"]) > 0

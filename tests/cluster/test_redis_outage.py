@@ -6,10 +6,12 @@ redis_reachable line, and no traceback anywhere."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import pytest
 
+from signaling.cluster.redis_link import RedisLink, RedisUnavailable
 from tests.cluster.nodes import node
 from tests.cluster.test_login_across_nodes import LIMITS, login
 from tests.redis_server import RedisServer
@@ -59,3 +61,22 @@ async def test_redis_stopped_and_started_under_a_running_node(
     assert events.count("redis_reachable") == 2, events  # at start, and after the restart
     assert not any(r.exc_info for r in caplog.records), "a traceback was logged"
     assert private_redis.password not in caplog.text
+
+
+async def test_the_link_closes_at_once_right_after_a_command_failed_while_redis_is_away(
+    private_redis: RedisServer,
+):
+    link = RedisLink(private_redis.url(), interval=0.5)
+    await link.start()
+    private_redis.stop()
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        while link.reachable:
+            await asyncio.sleep(0.05)
+    # the watcher now waits out its back-off
+    # as a node's close does: its deregistration fails, which wakes the watcher, and the link
+    # is closed in the same turn of the event loop (Python 3.11's wait_for lost that cancel)
+    with contextlib.suppress(RedisUnavailable):
+        await link.call(link.redis.ping)
+    closing = asyncio.create_task(link.close())
+    done, _ = await asyncio.wait({closing}, timeout=DEADLINE_SECONDS)
+    assert done, "the link's watcher ignored its cancellation: close() never returned"
