@@ -140,7 +140,7 @@ def create_app(
     app[SESSION_SECRET] = session_secret or config.server.session_secret or ""
     app[METRICS] = metrics = Metrics()
     app[DRAIN] = drain = Drain()
-    login_attempts = code_attempts = None
+    login_attempts = code_attempts = sso_attempts = None
     signal_relay = None
     if cluster is not None:
         from signaling.cluster.login_attempts import RedisLoginAttempts
@@ -155,6 +155,9 @@ def create_app(
             config.limits,
             namespace="login-code",
             unavailable="Codes cannot be checked right now; try again in a moment",
+        )
+        sso_attempts = RedisLoginAttempts(
+            cluster.link, config.cluster.key_prefix, config.limits, namespace="login-sso"
         )
         from signaling.cluster.signal_relay import SignalRelay
 
@@ -189,7 +192,9 @@ def create_app(
     app[SIGNALING].register(app.router)
     pages = Pages(config, storage)
     pages.register(app.router)
-    SingleSignOn(config, storage, pages, session_secret=app[SESSION_SECRET]).register(app.router)
+    SingleSignOn(
+        config, storage, pages, session_secret=app[SESSION_SECRET], attempts=sso_attempts
+    ).register(app.router)
     app.cleanup_ctx.append(live_media(config, storage))
     if cluster is not None and signal_relay is not None:
         # after live_media: it needs the consultations

@@ -19,7 +19,9 @@ portal's provider is responsible for the second factor of its own sign-ins.
 Callbacks are throttled like password sign-ins: counted on arrival, per address and per pending
 sign-in (which plays the account's part, since the account is unknown until the provider
 answers), with the `limits.login_*` numbers; only a sign-in that ends in a session gives its
-attempt back. The counts are kept in this process, as the code step's are.
+attempt back. The counts are kept in this process, or in a cluster in Redis (`login-sso:` keys,
+signaling/cluster/login_attempts.py), so that callbacks spread over nodes count together; with
+Redis out of reach the callback ends on the unavailable page rather than count nothing.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from aiohttp import web
 from signaling.client_address import client_address
 from signaling.config import Config
 from signaling.credentials import load_or_create_session_secret
+from signaling.http_errors import ApiError
 from signaling.login_sessions import signed_in_redirect
-from signaling.login_throttle import Attempt, local_login_attempts
+from signaling.login_throttle import Attempt, LoginAttempts, local_login_attempts
 from signaling.logs import LOGGER_NAME, log_event, render_ip
 from signaling.oidc_client import CodeRejected, OidcClient, ProviderUnavailable
 from signaling.oidc_pending import PENDING_LIFETIME_SECONDS, PendingSignIn, PendingSignInBox
@@ -68,8 +71,15 @@ logger = logging.getLogger(LOGGER_NAME)
 
 class SingleSignOn:
     def __init__(
-        self, config: Config, storage: Storage, pages: Pages, session_secret: str = ""
+        self,
+        config: Config,
+        storage: Storage,
+        pages: Pages,
+        session_secret: str = "",
+        attempts: LoginAttempts | None = None,
     ) -> None:
+        """`attempts`: where callbacks are counted; this process alone unless given (a cluster
+        passes its Redis counts, so that callbacks spread over nodes count together)."""
         self._config = config
         self._storage = storage
         self._pages = pages
@@ -81,7 +91,7 @@ class SingleSignOn:
             self._box = PendingSignInBox(
                 session_secret or load_or_create_session_secret(config.storage.data_dir)
             )
-            self._throttle = local_login_attempts(config.limits)
+            self._throttle = attempts or local_login_attempts(config.limits)
 
     def register(self, router: web.UrlDispatcher) -> None:
         # The login page asks whether to offer the portal's button; the answer exists either way.
@@ -143,7 +153,11 @@ class SingleSignOn:
         ip = render_ip(address, self._config.privacy.log_ip)
         # the pending sign-in by a hash: the state is a secret of this browser's
         flow = "sso:" + hashlib.sha256(pending.state.encode("ascii")).hexdigest()[:32]
-        attempt = await self._throttle.begin(flow, address)
+        try:
+            attempt = await self._throttle.begin(flow, address)
+        except ApiError:  # the cluster's counts are out of reach (Redis): never count nothing
+            log_event(logger, "login_sso_unavailable", logging.WARNING, reason="throttle", ip=ip)
+            return self._outcome("unavailable")
         if not isinstance(attempt, Attempt):
             log_event(logger, "login_throttled", logging.WARNING, ip=ip, single_sign_on=True)
             page, _ = OUTCOMES["failed"]
