@@ -92,7 +92,7 @@ async def test_wrong_codes_on_two_nodes_count_together(shared_redis: RedisServer
         node(cluster_config(shared_redis, "node-b", LIMITS)) as b,
     ):
         await a.api.add_therapist("alice")
-        secret, _ = await enrol(a.api)
+        secret = (await enrol(a.api)).secret
         ticket = await ticket_for(b.api)
         wrong = f"{(int(later_code(secret)) + 1) % 1_000_000:06d}"
         # three wrong codes, spread: each node alone has seen at most two
@@ -112,7 +112,7 @@ async def test_the_code_step_is_refused_while_redis_is_away(
     )
     async with node(config) as a:
         await a.api.add_therapist("alice")
-        secret, _ = await enrol(a.api)
+        secret = (await enrol(a.api)).secret
         ticket = await ticket_for(a.api)
         private_redis.stop()
         status, body, headers = await code_step(a.api, ticket, later_code(secret))
