@@ -11,12 +11,7 @@ links unreadable; those reminders then point to the invitation's link instead.
 
 from __future__ import annotations
 
-import base64
-import os
-
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from signaling.sealing import SealingKey
 
 __all__ = ["LinkSeal"]
 
@@ -26,32 +21,19 @@ _NONCE_BYTES = 12
 
 class LinkSeal:
     def __init__(self, session_secret: str) -> None:
-        if not session_secret:
-            raise ValueError("a session secret is needed to keep invite links for reminders")
-        key = HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=None,
-            info=b"sprechzimmer reminder invite link v1",
-        ).derive(session_secret.encode("utf-8"))
-        self._aead = AESGCM(key)
+        self._key = SealingKey(
+            session_secret,
+            b"sprechzimmer reminder invite link v1",
+            "a session secret is needed to keep invite links for reminders",
+        )
 
     def seal(self, link: str, appointment_id: int) -> str:
-        nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, link.encode("utf-8"), _aad(appointment_id))
-        return _VERSION + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        return self._key.seal_text(link, _aad(appointment_id))
 
     def open(self, sealed: str, appointment_id: int) -> str | None:
         """The link, or None when it cannot be opened (another session secret, another
         appointment's row, damaged)."""
-        if not sealed.startswith(_VERSION):
-            return None
-        try:
-            raw = base64.urlsafe_b64decode(sealed[len(_VERSION) :])
-            plain = self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _aad(appointment_id))
-            return plain.decode("utf-8")
-        except Exception:
-            return None
+        return self._key.open_text(sealed, _aad(appointment_id))
 
 
 def _aad(appointment_id: int) -> bytes:

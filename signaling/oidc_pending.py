@@ -17,15 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import secrets
 from dataclasses import dataclass
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from signaling.sealing import SealingKey
 
 __all__ = ["PENDING_LIFETIME_SECONDS", "PendingSignIn", "PendingSignInBox"]
 
@@ -65,22 +62,17 @@ class PendingSignInBox:
     """Seals a `PendingSignIn` into a cookie value and opens it again."""
 
     def __init__(self, session_secret: str) -> None:
-        if not session_secret:
-            raise ValueError("a session secret is needed to seal single sign-on state")
-        key = HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=None,
-            info=b"sprechzimmer sso pending v1",
-        ).derive(session_secret.encode("utf-8"))
-        self._aead = AESGCM(key)
+        self._key = SealingKey(
+            session_secret,
+            b"sprechzimmer sso pending v1",
+            "a session secret is needed to seal single sign-on state",
+        )
 
     def seal(self, pending: PendingSignIn) -> str:
-        nonce = os.urandom(12)
         plain = json.dumps(
             [pending.state, pending.nonce, pending.code_verifier, pending.started_at]
         ).encode("utf-8")
-        sealed = nonce + self._aead.encrypt(nonce, plain, _ASSOCIATED_DATA)
+        sealed = self._key.seal(plain, _ASSOCIATED_DATA)
         return base64.urlsafe_b64encode(sealed).decode("ascii").rstrip("=")
 
     def open(self, sealed: str | None, now: float) -> PendingSignIn | None:
@@ -90,9 +82,11 @@ class PendingSignInBox:
             return None
         try:
             raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
-            plain = self._aead.decrypt(raw[:12], raw[12:], _ASSOCIATED_DATA)
+            plain = self._key.open(raw, _ASSOCIATED_DATA)
+            if plain is None:
+                return None
             state, nonce, verifier, started_at = json.loads(plain)
-        except (binascii.Error, InvalidTag, ValueError, TypeError):
+        except (binascii.Error, ValueError, TypeError):
             return None
         if not isinstance(started_at, int) or not 0 <= now - started_at < PENDING_LIFETIME_SECONDS:
             return None

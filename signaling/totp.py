@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -23,8 +22,9 @@ from dataclasses import dataclass
 import pyotp
 import segno
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from signaling.sealing import SealingKey
 
 __all__ = [
     "RECOVERY_CODE_COUNT",
@@ -108,28 +108,19 @@ class SecretBox:
     """Encrypts TOTP secrets for the database with a key derived from the session secret."""
 
     def __init__(self, session_secret: str) -> None:
-        if not session_secret:
-            raise ValueError("a session secret is needed to store TOTP secrets")
-        key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"sprechzimmer totp secret v1"
-        ).derive(session_secret.encode("utf-8"))
-        self._aead = AESGCM(key)
+        self._key = SealingKey(
+            session_secret,
+            b"sprechzimmer totp secret v1",
+            "a session secret is needed to store TOTP secrets",
+        )
 
     def seal(self, secret: str, therapist_id: int) -> str:
-        nonce = os.urandom(12)
         # the therapist's id as associated data: a sealed secret copied to another row fails
-        sealed = self._aead.encrypt(nonce, secret.encode("ascii"), _aad(therapist_id))
-        return "v1." + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        return self._key.seal_text(secret, _aad(therapist_id))
 
     def open(self, sealed: str, therapist_id: int) -> str | None:
         """The secret, or None when it cannot be opened (another session secret)."""
-        if not sealed.startswith("v1."):
-            return None
-        try:
-            raw = base64.urlsafe_b64decode(sealed[3:])
-            return self._aead.decrypt(raw[:12], raw[12:], _aad(therapist_id)).decode("ascii")
-        except Exception:
-            return None
+        return self._key.open_text(sealed, _aad(therapist_id))
 
 
 def _aad(therapist_id: int) -> bytes:
