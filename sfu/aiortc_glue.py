@@ -44,6 +44,7 @@ from aiortc.rtcrtpparameters import (
     RTCRtpReceiveParameters,
     RTCRtpSendParameters,
 )
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
@@ -92,6 +93,7 @@ def check_internals() -> list[str]:
         "RTCDtlsTransport": inspect.getsource(RTCDtlsTransport),
         "RTCRtpTransceiver": inspect.getsource(RTCRtpTransceiver),
         "RTCRtpSender": inspect.getsource(RTCRtpSender),
+        "RTCRtpReceiver": inspect.getsource(RTCRtpReceiver),
         "Connection": inspect.getsource(aioice.ice.Connection),
         "RTCIceGatherer": inspect.getsource(RTCIceGatherer),
         "StunProtocol": inspect.getsource(aioice.ice.StunProtocol),
@@ -100,6 +102,11 @@ def check_internals() -> list[str]:
         "RTCDtlsTransport": ("self._rx_srtp", "self._tx_srtp", "self._transport"),
         "RTCRtpTransceiver": ("self._bundled", "self._codecs", "self._headerExtensions"),
         "RTCRtpSender": ("self._ssrc", "self._rtx_ssrc", "self._stream_id"),
+        # released by _drop_receive_machinery; aiortc checks both for None before use
+        "RTCRtpReceiver": (
+            "self.__remote_bitrate_estimator is not None",
+            "self.__nack_generator is not None",
+        ),
         "Connection": (
             "self._nominated",
             "self._protocols",
@@ -386,7 +393,25 @@ def intercept_media_engines(
 
     transceiver.sender.send = send  # type: ignore[method-assign]
     transceiver.receiver.receive = receive  # type: ignore[method-assign]
+    _drop_receive_machinery(transceiver.receiver)
     return media
+
+
+# aiortc's RTCRtpReceiver builds these in its constructor for every video receiver; the
+# bandwidth estimator alone is a window of 1000 rate buckets (~48 KiB).
+_UNUSED_RECEIVER_PARTS = (
+    "_RTCRtpReceiver__remote_bitrate_estimator",
+    "_RTCRtpReceiver__nack_generator",
+)
+
+
+def _drop_receive_machinery(receiver: RTCRtpReceiver) -> None:
+    """Release what aiortc built to receive media itself. The relay's receivers never receive
+    (``receive`` is intercepted, and ``sfu.wire`` reads the socket), so these were dead weight:
+    ~0.19 MiB of each room with a camera and a screen transceiver per leg (issue #17). aiortc's
+    audio receivers run without either, so None is a state aiortc knows."""
+    for name in _UNUSED_RECEIVER_PARTS:
+        setattr(receiver, name, None)
 
 
 def ice_connection(pc: RTCPeerConnection) -> aioice.ice.Connection | None:
