@@ -7,9 +7,15 @@ holds ~100 packets (~120 KB) instead of a full ring of 1024 (~1.2 MB, 2.5 MiB pe
 packets are useless for retransmission anyway because the receiver's jitter buffer has given up
 on them, and a stalled stream never replays stale data. The ring's 1024 slots only cap a stream
 above 2000 packets/s.
+
+Sequence numbers and times sit in C arrays rather than lists: a list slot keeps an int and a
+float object of its own per packet ever stored (~52 bytes a slot once the ring has wrapped), an
+array slot 12 bytes, whatever the stream has sent.
 """
 
 from __future__ import annotations
+
+from array import array
 
 DEFAULT_SLOTS = 1024  # power of two: the index is a mask, not a modulo
 # seconds; Janus's default min_nack_queue is 500 ms too: a NACK comes within an RTT or two of the
@@ -26,8 +32,8 @@ class PacketCache:
         self._mask = slots - 1
         self._max_age = max_age
         self._packets: list[bytes | None] = [None] * slots
-        self._seqs = [-1] * slots
-        self._times = [0.0] * slots
+        self._seqs = array("i", [-1]) * slots
+        self._times = array("d", [0.0]) * slots
         self._oldest = 0  # the slot the release walk looks at next
 
     def store(self, seq: int, packet: bytes, now: float) -> None:

@@ -103,3 +103,21 @@ def test_a_late_packet_stored_out_of_order_releases_nothing_newer():
         cache.store(seq, b"x", now=10.0)
     cache.store(99, b"late", now=10.1)
     assert [cache.get(seq, now=10.1) for seq in range(99, 110)] == [b"late"] + [b"x"] * 10
+
+
+def test_a_wrapped_ring_keeps_no_number_objects_per_slot():
+    # sequence numbers and times sit in C arrays: after the ring has wrapped, a slot holds no int
+    # or float object of its own (with lists: ~56 KiB more per 1024-slot stream, issue #17)
+    import tracemalloc
+
+    packet = bytes(1100)  # one shared packet: only the cache's own bookkeeping is measured
+    cache = PacketCache(slots=1024, max_age=0.5)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(3000):
+            cache.store((n + 1000) & 0xFFFF, packet, now=1000.0 + n / 200)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 4096, grown
