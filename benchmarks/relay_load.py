@@ -149,6 +149,22 @@ async def _serve_relay(conn: Connection, port_min: int, port_max: int, listen: s
                     gc.freeze()  # long-lived aiortc objects leave the collector's generations
                 elif args[0] == "off":
                     gc.disable()
+            elif command == "trace_start":
+                import tracemalloc
+
+                tracemalloc.start(args[0])
+            elif command == "trace_top":
+                # where the relay's Python memory sits, by the allocating line (room_memory.py)
+                import gc
+                import tracemalloc
+
+                gc.collect()  # cyclic garbage (parsed SDP, handshakes) is not the room's
+                snapshot = tracemalloc.take_snapshot()
+                stats = snapshot.statistics(args[1])
+                result = [
+                    (stat.size, stat.count, [str(frame) for frame in stat.traceback])
+                    for stat in stats[: args[0]]
+                ]
             elif command == "close":
                 await relay.close()
                 done.set()

@@ -10,6 +10,12 @@ as MiB/min; ``--measure 3600`` is the hour the issue asks about.
 
     PYTHONPATH=. .venv/bin/python benchmarks/room_memory.py                 # ~2 min
     PYTHONPATH=. .venv/bin/python benchmarks/room_memory.py --rooms 50 --measure 3600
+    PYTHONPATH=. .venv/bin/python benchmarks/room_memory.py --rooms 20 --where 15
+
+``--where N`` traces the relay's Python allocations (tracemalloc) from before the rooms connect
+and prints the N biggest allocating lines per room at the end; tracing costs CPU and memory of
+its own, so its RSS figures are not the ones to quote. Memory outside Python (OpenSSL's DTLS
+state, libsrtp) shows only in RSS.
 
 RSS (VmRSS) is what the kernel holds for the process; Python keeps freed memory in its arenas, so
 figures only ever show what was reached, not what is still in use.
@@ -32,16 +38,21 @@ from benchmarks import relay_load
 RESULTS = Path(__file__).parent / "results" / "room_memory.json"
 
 
-async def measure(rooms: int, warmup: float, measure_seconds: float, step: int) -> dict:
+async def measure(
+    rooms: int, warmup: float, measure_seconds: float, step: int, where: int = 0
+) -> dict:
     relay = relay_load.RelayHandle(relay_load.PORT_MIN, relay_load.PORT_MAX)
     peers: list[relay_load.Peer] = []
     try:
         await relay.call("states")  # the relay process is up and idle
         baseline = relay.rss_kib()
+        if where:
+            await relay.call("trace_start", 1)
         peers = await relay_load.connect_rooms(relay, rooms, same_ids=False)
         connected = relay.rss_kib()
         result = await relay_load.run_step(relay, peers, rooms, 1.0, warmup, measure_seconds, step)
         media_end = relay.rss_kib()
+        sites = await relay.call("trace_top", where, "lineno") if where else []
         return {
             "rooms": rooms,
             "baseline_mib": baseline / 1024,
@@ -54,6 +65,10 @@ async def measure(rooms: int, warmup: float, measure_seconds: float, step: int) 
             / measure_seconds
             * 60,
             "loss": result.loss,
+            "where": [
+                {"kib_per_room": size / 1024 / rooms, "blocks_per_room": count / rooms, "at": at[0]}
+                for size, count, at in sites
+            ],
         }
     finally:
         await relay_load.close_peers(peers)
@@ -63,7 +78,7 @@ async def measure(rooms: int, warmup: float, measure_seconds: float, step: int) 
 async def run(args: argparse.Namespace) -> list[dict]:
     rows = []
     for step, rooms in enumerate(args.rooms):
-        row = await measure(rooms, args.warmup, args.measure, step)
+        row = await measure(rooms, args.warmup, args.measure, step, args.where)
         print(
             f"  {rooms} rooms: {row['baseline_mib']:.1f} -> {row['connected_mib']:.1f} "
             f"(connected) -> {row['media_end_mib']:.1f} MiB (media)",
@@ -78,6 +93,9 @@ def main() -> None:
     parser.add_argument("--rooms", type=int, nargs="+", default=[10, 25, 50])
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--measure", type=float, default=20.0)
+    parser.add_argument(
+        "--where", type=int, default=0, help="print the N biggest Python allocation sites"
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {relay_load.GENERATOR_CPU})
     started = time.monotonic()
@@ -103,6 +121,14 @@ def main() -> None:
             f"slope {first['rooms']} -> {last['rooms']} rooms: {slope:.3f} MiB per additional "
             "room with media"
         )
+    for r in rows:
+        if r["where"]:
+            print(f"biggest Python allocation sites with {r['rooms']} rooms (tracemalloc):")
+            for site in r["where"]:
+                print(
+                    f"  {site['kib_per_room']:7.1f} KiB/room {site['blocks_per_room']:8.1f} "
+                    f"blocks/room  {site['at']}"
+                )
     print(f"took {time.monotonic() - started:.0f} s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
