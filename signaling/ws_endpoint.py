@@ -8,7 +8,6 @@ browser sends reaches the other browser except ``e2ee`` payloads, which are pass
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -39,6 +38,7 @@ from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import Metrics
 from signaling.relay_setup import SIGNED_IN_SOCKETS
 from signaling.storage import Appointment, Storage, StorageFailure
+from signaling.task_ends import let_finish
 from signaling.turn_credentials import ice_servers_for_participant
 from signaling.ws_messages import BadMessage, Message, parse_message
 
@@ -109,9 +109,7 @@ class Connection:
     async def finish(self) -> None:
         """Let queued messages go out, then stop the writer."""
         self.close(1000)
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self._writer), 2.0)
-        self._writer.cancel()
+        await let_finish(self._writer, 2.0)
 
     async def _write(self) -> None:
         while True:

@@ -32,10 +32,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from signaling.cluster.redis_link import RedisLink, RedisUnavailable, stop_tasks
+from signaling.cluster.redis_link import RedisLink, RedisUnavailable
 from signaling.cluster.registry import NodeInfo, NodeRegistry, least_loaded
 from signaling.config import Config
 from signaling.logs import LOGGER_NAME, log_event
+from signaling.task_ends import stop_tasks
 
 __all__ = ["DRAIN_MESSAGE", "Cluster", "NodeInfo", "RedisUnavailable"]
 

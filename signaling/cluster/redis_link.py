@@ -14,22 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from signaling.logs import LOGGER_NAME, log_event
+from signaling.task_ends import stop_tasks
 
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["RedisLink", "RedisUnavailable", "stop_tasks"]
+__all__ = ["RedisLink", "RedisUnavailable"]
 
 logger = logging.getLogger(LOGGER_NAME)
 
 T = TypeVar("T")
 
-# How long `stop_tasks` waits before it cancels a task again.
-CANCEL_AGAIN_SECONDS = 0.2
 # A command that takes longer than this is as good as failed: every caller is on a request path
 # (a sign-in, a join) or a heartbeat that must not fall behind.
 COMMAND_TIMEOUT_SECONDS = 2.0
@@ -147,17 +146,3 @@ def _first_word(exc: Any) -> str:
     # may quote the command, so only the code is kept
     text = str(exc).strip()
     return text.split(" ", 1)[0] if text else "error"
-
-
-async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel each task and wait for its end, cancelling again while it runs on. A task may be
-    cancelled in the middle of a Redis command, and redis-py sends under asyncio.wait_for
-    (socket_timeout, and during a new connection's handshake), which on Python 3.11 drops a
-    cancel that arrives as the send completes: the task then goes on into its next wait, and a
-    node's close waited for it forever."""
-    for task in tasks:
-        while not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=CANCEL_AGAIN_SECONDS)
-        if not task.cancelled() and task.exception() is not None:
-            log_event(logger, "task_failed", logging.ERROR, error=type(task.exception()).__name__)

@@ -24,9 +24,10 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from signaling.cluster.redis_link import RedisUnavailable, stop_tasks
+from signaling.cluster.redis_link import RedisUnavailable
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.storage import AppointmentState
+from signaling.task_ends import stop_tasks
 
 if TYPE_CHECKING:
     from signaling.cluster import Cluster

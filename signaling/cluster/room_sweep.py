@@ -30,9 +30,10 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from signaling.cluster.redis_link import RedisUnavailable, stop_tasks
+from signaling.cluster.redis_link import RedisUnavailable
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.storage import Appointment, StorageFailure
+from signaling.task_ends import stop_tasks
 
 if TYPE_CHECKING:
     from signaling.cluster import Cluster

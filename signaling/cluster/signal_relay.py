@@ -31,8 +31,9 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from signaling.cluster.redis_link import RedisUnavailable, stop_tasks
+from signaling.cluster.redis_link import RedisUnavailable
 from signaling.logs import LOGGER_NAME, log_event
+from signaling.task_ends import let_finish, stop_tasks
 
 if TYPE_CHECKING:
     from signaling.cluster import Cluster
@@ -76,9 +77,7 @@ class RemoteSocket:
         """Let queued messages go out (bounded), then stop the writer."""
         self._closing = True
         self._queue.put_nowait({})
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self._writer), 2.0)
-        self._writer.cancel()
+        await let_finish(self._writer, 2.0)
 
     async def _write(self) -> None:
         while True:
