@@ -11,11 +11,12 @@ The client's address is personal data. It goes into the mail and, when a reminde
 cancelled, its link replaced, or by the purge. It is never logged: the log names the
 appointment's id, and failures the reason and the error's class.
 
-In a cluster every node runs the reminder job; each due reminder is claimed (deleted and
-returned in one statement) by exactly one of them before it is sent, so none goes out twice. The
-price: a reminder whose node dies between claim and send is lost. One that the SMTP server could
-not take for a passing reason (down, too slow) is put back for another try a few minutes later,
-until the appointment starts.
+In a cluster every node runs the reminder job. A due reminder is claimed by exactly one of them
+and held for the time one mail may take (`mail.timeout_seconds` and a minute); it is deleted
+once sent or dropped. If its node dies first, the hold ends and another node sends it: a
+reminder is never lost, and goes out twice only if a node dies between the server taking the
+mail and the delete. One that the SMTP server could not take for a passing reason (down, too
+slow) is put back for another try a few minutes later, until the appointment starts.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from signaling.storage.base import InvitationReminder
 
 __all__ = [
     "EMAIL_FIELD",
+    "HOLD_MARGIN",
     "REMINDER_CHECK_SECONDS",
     "RETRY_AFTER",
     "InvitationsByMail",
@@ -54,6 +56,9 @@ EMAIL_FIELD = "email"
 REMINDER_CHECK_SECONDS = 60.0
 # A reminder the SMTP server could not take (unreachable, timeout) is tried again this much later.
 RETRY_AFTER = dt.timedelta(minutes=5)
+# A claimed reminder is held for one mail's timeout and this margin (the database writes around
+# it); after that, a node that died while sending no longer keeps it from going out.
+HOLD_MARGIN = dt.timedelta(minutes=1)
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -178,10 +183,11 @@ class InvitationsByMail:
         await self._storage.delete_invitation_reminder(appointment_id)
 
     async def send_due_reminders(self) -> int:
-        """Claim the reminders due now and send them; how many went out."""
+        """Claim the reminders due now one at a time and send each; how many went out."""
         now = self._clock()
+        hold_until = now + dt.timedelta(seconds=self._config.mail.timeout_seconds) + HOLD_MARGIN
         sent = 0
-        for reminder in await self._storage.claim_due_invitation_reminders(now):
+        while reminder := await self._storage.claim_due_invitation_reminder(now, hold_until):
             if await self._remind(reminder, now):
                 sent += 1
         return sent
@@ -203,6 +209,7 @@ class InvitationsByMail:
                 appointment_id=reminder.appointment_id,
                 reason=reason,
             )
+            await self._storage.delete_invitation_reminder(reminder.appointment_id)
             return False
         message = reminder_message(self._config, reminder.email, link, appointment, now)
         try:
@@ -219,11 +226,13 @@ class InvitationsByMail:
                 retry=retry,
             )
             if retry:
-                await self._storage.add_invitation_reminder(
-                    appointment.id, reminder.email, now + RETRY_AFTER, reminder.link_sealed
-                )
+                await self._storage.move_invitation_reminder(appointment.id, now + RETRY_AFTER)
+            else:
+                await self._storage.delete_invitation_reminder(appointment.id)
             return False
+        # the server has the mail; from here a dying node could only make it go out twice
         log_event(logger, "invitation_reminder_sent", appointment_id=appointment.id)
+        await self._storage.delete_invitation_reminder(appointment.id)
         return True
 
 

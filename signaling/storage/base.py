@@ -127,7 +127,7 @@ class InvitationReminder:
 
     appointment_id: int
     email: str
-    remind_at: dt.datetime
+    remind_at: dt.datetime  # when it is (next) due; a claimed one's: when its hold ends
     # the invite link, sealed (signaling/link_seal.py); None: the reminder names no link
     link_sealed: str | None = None
 
@@ -502,9 +502,13 @@ class Storage(abc.ABC):
     async def due_invitation_reminders(self, now: dt.datetime) -> list[InvitationReminder]: ...
 
     @abc.abstractmethod
-    async def claim_due_invitation_reminders(self, now: dt.datetime) -> list[InvitationReminder]:
-        """Delete the reminders due by `now` and return them, earliest first, in one statement:
-        of several nodes claiming at once, each reminder goes to exactly one."""
+    async def claim_due_invitation_reminder(
+        self, now: dt.datetime, hold_until: dt.datetime
+    ) -> InvitationReminder | None:
+        """The earliest reminder due by `now`, held until `hold_until` (its time is set to it),
+        or None. Of several nodes claiming at once, each reminder goes to exactly one. The
+        claimer deletes it once sent; if the claimer dies first, it comes due again when the
+        hold ends, so a reminder is never lost (and at worst sent twice)."""
 
     @abc.abstractmethod
     async def move_invitation_reminder(self, appointment_id: int, remind_at: dt.datetime) -> bool:

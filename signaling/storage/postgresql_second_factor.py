@@ -127,18 +127,19 @@ class InvitationReminders:
         )
         return [invitation_reminder_from_row(row) for row in rows]
 
-    async def claim_due(self, now: dt.datetime) -> list[InvitationReminder]:
-        # Several nodes share the database: a concurrent DELETE waits for the first one's row
-        # locks and then finds the rows gone, so each reminder is returned to one node only.
-        async with self._database.transaction() as connection:
-            cursor = await connection.execute(
-                'DELETE FROM invitation_reminders WHERE remind_at COLLATE "C" <= %s RETURNING *',
-                (format_time(now),),
-            )
-            rows = await cursor.fetchall()
-        return sorted(
-            (invitation_reminder_from_row(row) for row in rows), key=lambda r: r.remind_at
+    async def claim_due(
+        self, now: dt.datetime, hold_until: dt.datetime
+    ) -> InvitationReminder | None:
+        # the queue pattern: of several nodes claiming at once, SKIP LOCKED hands each one a
+        # different row, and the row's new time hides it from the next claim until its hold ends
+        row = await self._database.one(
+            "UPDATE invitation_reminders SET remind_at = %s WHERE appointment_id = ("
+            " SELECT appointment_id FROM invitation_reminders"
+            ' WHERE remind_at COLLATE "C" <= %s ORDER BY remind_at COLLATE "C"'
+            " LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *",
+            (format_time(hold_until), format_time(now)),
         )
+        return invitation_reminder_from_row(row) if row is not None else None
 
     async def move(self, appointment_id: int, remind_at: dt.datetime) -> bool:
         return bool(

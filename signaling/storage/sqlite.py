@@ -341,8 +341,10 @@ class SqliteStorage(Facade):
     async def due_invitation_reminders(self, now: dt.datetime) -> list[InvitationReminder]:
         return await self._run(self._reminders.due, now)
 
-    async def claim_due_invitation_reminders(self, now: dt.datetime) -> list[InvitationReminder]:
-        return await self._run(self._reminders.claim_due, now)
+    async def claim_due_invitation_reminder(
+        self, now: dt.datetime, hold_until: dt.datetime
+    ) -> InvitationReminder | None:
+        return await self._run(self._reminders.claim_due, now, hold_until)
 
     async def move_invitation_reminder(self, appointment_id: int, remind_at: dt.datetime) -> bool:
         return await self._run(self._reminders.move, appointment_id, remind_at)

@@ -128,17 +128,17 @@ class InvitationReminders:
         )
         return [invitation_reminder_from_row(row) for row in rows]
 
-    def claim_due(self, now: dt.datetime) -> list[InvitationReminder]:
-        # DELETE ... RETURNING under BEGIN IMMEDIATE: another process on the same file (a
-        # second worker) waits for the lock and then finds the rows gone
+    def claim_due(self, now: dt.datetime, hold_until: dt.datetime) -> InvitationReminder | None:
+        # one statement under BEGIN IMMEDIATE: another process on the same file (a second
+        # worker) waits for the lock and then finds the row's time moved past `now`
         with self._database.transaction():
-            rows = self._database.db.execute(
-                "DELETE FROM invitation_reminders WHERE remind_at <= ? RETURNING *",
-                (format_time(now),),
-            ).fetchall()
-        return sorted(
-            (invitation_reminder_from_row(row) for row in rows), key=lambda r: r.remind_at
-        )
+            row = self._database.db.execute(
+                "UPDATE invitation_reminders SET remind_at = ? WHERE appointment_id = ("
+                " SELECT appointment_id FROM invitation_reminders WHERE remind_at <= ?"
+                " ORDER BY remind_at LIMIT 1) RETURNING *",
+                (format_time(hold_until), format_time(now)),
+            ).fetchone()
+        return invitation_reminder_from_row(row) if row is not None else None
 
     def move(self, appointment_id: int, remind_at: dt.datetime) -> bool:
         return bool(

@@ -22,7 +22,7 @@ import pytest
 from signaling.config import Config, MailConfig
 from signaling.credentials import hash_token
 from signaling.invitation_mail import PRACTICE_ZONE, SUMMARY
-from signaling.invitations_by_mail import RETRY_AFTER, InvitationsByMail
+from signaling.invitations_by_mail import HOLD_MARGIN, RETRY_AFTER, InvitationsByMail
 from signaling.logs import LOGGER_NAME, JsonFormatter, KeyValueFormatter
 from signaling.mail_sender import MailNotSent, MailSender
 from signaling.storage.sqlite import SqliteStorage
@@ -532,6 +532,24 @@ async def test_a_reminder_the_server_could_not_take_is_tried_again_later(api, al
     again = InvitationsByMail(api.config, api.storage, "", clock=at(remind_at + RETRY_AFTER))
     assert await again.send_due_reminders() == 1
     assert len(smtp.received) == 2
+
+
+async def test_a_reminder_whose_node_died_before_sending_goes_out_when_its_hold_ends(
+    api, alice, smtp
+):
+    _, body, _ = await alice.create(email=ADDRESS)
+    await smtp.wait_for(1)
+    remind_at = utc(body["starts_at"]) - dt.timedelta(minutes=60)
+    hold = dt.timedelta(seconds=api.config.mail.timeout_seconds) + HOLD_MARGIN
+    # a node claimed it and died (kill -9) before the mail went out
+    assert await api.storage.claim_due_invitation_reminder(remind_at, remind_at + hold)
+    alive = InvitationsByMail(api.config, api.storage, "", clock=at(remind_at + hold / 2))
+    assert await alive.send_due_reminders() == 0
+    later = InvitationsByMail(api.config, api.storage, "", clock=at(remind_at + hold))
+    assert await later.send_due_reminders() == 1
+    _, reminder = await smtp.wait_for(2)
+    assert LINK.findall(text_of(reminder)) == [body["invite_url"], body["invite_url"]]
+    assert await api.storage.due_invitation_reminders(dt.datetime.max.replace(tzinfo=dt.UTC)) == []
 
 
 async def test_a_reminder_for_a_client_already_waiting_is_dropped(api, alice, smtp):

@@ -1,5 +1,5 @@
 """Storage of pending invitation reminders beyond migration 0005's basics: the sealed link kept
-with the address, claiming due reminders once across nodes, moving one with its appointment, and
+with the address, claiming due reminders once across nodes and holding them while they are sent, moving one with its appointment, and
 cancelling deleting it -- on both backends (tests/storage_backends.py)."""
 
 from __future__ import annotations
@@ -39,6 +39,16 @@ async def test_a_reminder_without_a_link_has_none(storage, therapist):
     assert due.link_sealed is None
 
 
+HOLD = START + dt.timedelta(minutes=6)  # how long a claimer keeps a reminder to itself
+
+
+async def claim_all(storage, now=START, hold_until=HOLD):
+    claimed = []
+    while reminder := await storage.claim_due_invitation_reminder(now, hold_until):
+        claimed.append(reminder)
+    return claimed
+
+
 async def test_claiming_takes_the_due_reminders_once_earliest_first(storage, therapist):
     later = await appointment_at(storage, therapist.id, START + dt.timedelta(hours=2))
     first = await appointment_at(storage, therapist.id, START + dt.timedelta(hours=1))
@@ -47,15 +57,34 @@ async def test_claiming_takes_the_due_reminders_once_earliest_first(storage, the
     await storage.add_invitation_reminder(first.id, ADDRESS, START - dt.timedelta(minutes=1))
     await storage.add_invitation_reminder(not_yet.id, ADDRESS, START + dt.timedelta(hours=20))
 
-    claimed = await storage.claim_due_invitation_reminders(START)
-    assert [(r.appointment_id, r.email, r.link_sealed) for r in claimed] == [
-        (first.id, ADDRESS, None),
-        (later.id, ADDRESS, "v1.later"),
+    claimed = await claim_all(storage)
+    assert [(r.appointment_id, r.email, r.link_sealed, r.remind_at) for r in claimed] == [
+        (first.id, ADDRESS, None, HOLD),
+        (later.id, ADDRESS, "v1.later", HOLD),
     ]
-    # claimed means gone: the address is not kept after it was handed out
-    assert await storage.claim_due_invitation_reminders(START) == []
+    # held: a second claim before the hold ends finds nothing
+    assert await storage.claim_due_invitation_reminder(START, HOLD) is None
+    # sent and deleted: gone for good, the address with it
+    assert await storage.delete_invitation_reminder(first.id)
+    assert await storage.delete_invitation_reminder(later.id)
     remaining = await storage.due_invitation_reminders(START + dt.timedelta(days=1))
     assert [r.appointment_id for r in remaining] == [not_yet.id]
+
+
+async def test_a_reminder_whose_claimer_died_comes_due_again_when_the_hold_ends(storage, therapist):
+    appointment = await appointment_at(storage, therapist.id, START + dt.timedelta(hours=1))
+    await storage.add_invitation_reminder(appointment.id, ADDRESS, START, "v1.sealed")
+    assert (await storage.claim_due_invitation_reminder(START, HOLD)).appointment_id == (
+        appointment.id
+    )
+    # the claimer died before sending: nothing deleted the row
+    assert await storage.claim_due_invitation_reminder(HOLD - dt.timedelta(seconds=1), HOLD) is None
+    again = await storage.claim_due_invitation_reminder(HOLD, HOLD + dt.timedelta(minutes=6))
+    assert (again.appointment_id, again.email, again.link_sealed) == (
+        appointment.id,
+        ADDRESS,
+        "v1.sealed",
+    )
 
 
 async def test_of_two_nodes_claiming_at_once_each_reminder_goes_to_one(
@@ -69,9 +98,7 @@ async def test_of_two_nodes_claiming_at_once_each_reminder_goes_to_one(
     # a second storage on the same database: another node (PostgreSQL) or worker (SQLite file)
     other = await storage_backend.open()
     try:
-        rounds = await asyncio.gather(
-            *(node.claim_due_invitation_reminders(START) for node in (storage, other) * 3)
-        )
+        rounds = await asyncio.gather(*(claim_all(node) for node in (storage, other) * 3))
     finally:
         await other.close()
     claimed = [r.appointment_id for batch in rounds for r in batch]
