@@ -166,7 +166,7 @@ def create_app(
     metrics.watch_live(lambda: live_state(app))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    invitation_mail = InvitationsByMail(config, storage, app[SESSION_SECRET])
+    invitation_mail = InvitationsByMail(config, storage, app[SESSION_SECRET], metrics=metrics)
     TherapistApi(
         config,
         storage,

@@ -38,6 +38,7 @@ from signaling.invitation_mail import client_address, invitation_message, remind
 from signaling.link_seal import LinkSeal
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.mail_sender import MailNotSent, MailSender
+from signaling.metrics import Metrics
 from signaling.storage import Appointment, AppointmentState, Storage, StorageFailure
 from signaling.storage.base import InvitationReminder
 
@@ -82,7 +83,8 @@ class MailOutcome:
 
 class InvitationsByMail:
     """Built once per app; the routes ask it whether and how to mail, the job sends reminders.
-    `sender` and `clock` are for tests (a private CA, a fixed now)."""
+    `metrics` counts each mail's outcome; `sender` and `clock` are for tests (a private CA, a
+    fixed now)."""
 
     def __init__(
         self,
@@ -91,8 +93,10 @@ class InvitationsByMail:
         session_secret: str,
         sender: MailSender | None = None,
         clock: Callable[[], dt.datetime] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._config = config
+        self._metrics = metrics
         self._storage = storage
         self._sender = sender or MailSender(config.mail)
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
@@ -132,6 +136,7 @@ class InvitationsByMail:
         try:
             await self._sender.send(message)
         except MailNotSent as failure:
+            self._count("invitation", failure.reason)
             log_event(
                 logger,
                 "invitation_mail_failed",
@@ -141,6 +146,7 @@ class InvitationsByMail:
                 error=failure.error,
             )
             return MailOutcome(sent=False, reason=failure.reason)
+        self._count("invitation", "sent")
         log_event(logger, "invitation_mail_sent", appointment_id=appointment.id)
         remind_at = self.reminder_time(appointment.starts_at)
         if remind_at is None or remind_at <= now:
@@ -192,6 +198,10 @@ class InvitationsByMail:
                 sent += 1
         return sent
 
+    def _count(self, kind: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.mail(kind, outcome)
+
     async def _remind(self, reminder: InvitationReminder, now: dt.datetime) -> bool:
         appointment = await self._storage.get_appointment(reminder.appointment_id)
         reason = "gone" if appointment is None else _no_reminder_for(appointment, now)
@@ -215,6 +225,7 @@ class InvitationsByMail:
         try:
             await self._sender.send(message)
         except MailNotSent as failure:
+            self._count("reminder", failure.reason)
             retry = failure.transient and now + RETRY_AFTER < appointment.starts_at
             log_event(
                 logger,
@@ -231,6 +242,7 @@ class InvitationsByMail:
                 await self._storage.delete_invitation_reminder(appointment.id)
             return False
         # the server has the mail; from here a dying node could only make it go out twice
+        self._count("reminder", "sent")
         log_event(logger, "invitation_reminder_sent", appointment_id=appointment.id)
         await self._storage.delete_invitation_reminder(appointment.id)
         return True

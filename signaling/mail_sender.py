@@ -22,8 +22,18 @@ import aiosmtplib
 
 from signaling.config import MailConfig
 
-__all__ = ["TRANSIENT_REASONS", "MailNotSent", "MailSender"]
+__all__ = ["FAILURE_REASONS", "TRANSIENT_REASONS", "MailNotSent", "MailSender"]
 
+# Every `MailNotSent.reason`: a fixed set, so each can be a metric label.
+FAILURE_REASONS = (
+    "unreachable",
+    "timeout",
+    "tls",
+    "authentication",
+    "recipient_refused",
+    "refused",
+    "smtp_error",
+)
 # Worth trying again later: the server was not there or did not answer in time.
 TRANSIENT_REASONS = frozenset({"unreachable", "timeout"})
 

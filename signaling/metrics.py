@@ -48,9 +48,11 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from sfu import ForwardingCounts, LatencySnapshot, RelaySnapshot
+from signaling.mail_sender import FAILURE_REASONS
 
 __all__ = [
     "KINDS",
+    "MAIL_KINDS",
     "METRICS",
     "REJECTION_REASONS",
     "RETRANSMISSION_RESULTS",
@@ -63,6 +65,7 @@ __all__ = [
 ]
 
 PREFIX = "sprechzimmer_"
+MAIL_KINDS = ("invitation", "reminder")
 
 ROLES = ("therapist", "client")
 KINDS = ("audio", "video")
@@ -158,11 +161,25 @@ class Metrics:
             buckets=JOIN_TO_MEDIA_BUCKETS,
             registry=registry,
         )
+        self.mails = Counter(
+            PREFIX + "mails",
+            "Invitation and reminder e-mails the SMTP server took (outcome sent), or why not.",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        for kind in MAIL_KINDS:
+            for outcome in ("sent", *FAILURE_REASONS):
+                self.mails.labels(kind, outcome)
         self.websocket_connections = Gauge(
             PREFIX + "websocket_connections_active",
             "Open signaling WebSockets.",
             registry=registry,
         )
+
+    def mail(self, kind: str, outcome: str) -> None:
+        """Count one mail of `kind` (MAIL_KINDS): "sent" or a `MailNotSent.reason`."""
+        known = outcome == "sent" or outcome in FAILURE_REASONS
+        self.mails.labels(kind, outcome if known else "smtp_error").inc()
 
     def reject(self, reason: str) -> None:
         self.joins_rejected.labels(reason if reason in REJECTION_REASONS else "other").inc()

@@ -25,6 +25,7 @@ from signaling.invitation_mail import PRACTICE_ZONE, SUMMARY
 from signaling.invitations_by_mail import HOLD_MARGIN, RETRY_AFTER, InvitationsByMail
 from signaling.logs import LOGGER_NAME, JsonFormatter, KeyValueFormatter
 from signaling.mail_sender import MailNotSent, MailSender
+from signaling.metrics import METRICS, Metrics
 from signaling.storage.sqlite import SqliteStorage
 from tests.ports import reserve_ports
 from tests.privacy_canaries import remember
@@ -550,6 +551,47 @@ async def test_a_reminder_whose_node_died_before_sending_goes_out_when_its_hold_
     _, reminder = await smtp.wait_for(2)
     assert LINK.findall(text_of(reminder)) == [body["invite_url"], body["invite_url"]]
     assert await api.storage.due_invitation_reminders(dt.datetime.max.replace(tzinfo=dt.UTC)) == []
+
+
+def mails_counted(metrics: Metrics) -> dict[tuple[str, str], float]:
+    """sprechzimmer_mails_total by (kind, outcome), as Prometheus would read it."""
+    counted = {}
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == "sprechzimmer_mails_total":
+                counted[(sample.labels["kind"], sample.labels["outcome"])] = sample.value
+    return counted
+
+
+async def test_each_mail_is_counted_by_kind_and_outcome_and_nothing_else(api, alice, smtp):
+    _, body, _ = await alice.create(email=ADDRESS)
+    await smtp.wait_for(1)
+    counted = mails_counted(api.app[METRICS])
+    assert counted[("invitation", "sent")] == 1
+    assert sum(counted.values()) == 1
+    # every outcome is there from the start, so an alert on a failure rate has a series
+    assert {outcome for kind, outcome in counted if kind == "reminder"} >= {
+        "sent",
+        "unreachable",
+        "timeout",
+        "recipient_refused",
+    }
+    remind_at = utc(body["starts_at"]) - dt.timedelta(minutes=60)
+    metrics = Metrics()
+    with reserve_ports(1, tcp=True) as nobody_listens:
+        down = MailSender(mail_config(nobody_listens.low, security="none"))
+        await InvitationsByMail(
+            api.config, api.storage, "", sender=down, clock=at(remind_at), metrics=metrics
+        ).send_due_reminders()
+    await InvitationsByMail(
+        api.config, api.storage, "", clock=at(remind_at + RETRY_AFTER), metrics=metrics
+    ).send_due_reminders()
+    counted = mails_counted(metrics)
+    assert (counted[("reminder", "unreachable")], counted[("reminder", "sent")]) == (1, 1)
+    assert sum(counted.values()) == 2
+    # no address, no id in any label
+    exposition = api.app[METRICS].exposition().decode() + metrics.exposition().decode()
+    assert ADDRESS not in exposition and f'"{body["id"]}"' not in exposition
 
 
 async def test_a_reminder_for_a_client_already_waiting_is_dropped(api, alice, smtp):

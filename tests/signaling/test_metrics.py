@@ -19,8 +19,10 @@ from sfu import RelaySnapshot
 from sfu.latency import LatencyHistogram
 from signaling.app import create_app
 from signaling.config import Config
+from signaling.mail_sender import FAILURE_REASONS
 from signaling.metrics import (
     KINDS,
+    MAIL_KINDS,
     METRICS,
     REJECTION_REASONS,
     RETRANSMISSION_RESULTS,
@@ -68,7 +70,8 @@ LISTED = (
 
 # Every label a sample may carry, and the values it may take. "le" is a histogram's bucket bound.
 ALLOWED_LABELS = {
-    "kind": set(KINDS),
+    "kind": set(KINDS) | set(MAIL_KINDS),
+    "outcome": {"sent", *FAILURE_REASONS},
     "role": set(ROLES),
     "reason": set(REJECTION_REASONS),
     "result": set(RETRANSMISSION_RESULTS),
