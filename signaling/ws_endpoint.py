@@ -36,9 +36,9 @@ from signaling.http_errors import log_request_error
 from signaling.login_sessions import SignedIn, current_session
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.metrics import Metrics
+from signaling.ordered_sender import OrderedSender
 from signaling.relay_setup import SIGNED_IN_SOCKETS
 from signaling.storage import Appointment, Storage, StorageFailure
-from signaling.task_ends import let_finish
 from signaling.turn_credentials import ice_servers_for_participant
 from signaling.ws_messages import BadMessage, Message, parse_message
 
@@ -88,40 +88,27 @@ class Refusal(Exception):
         self.close = close
 
 
-class Connection:
+class Connection(OrderedSender):
     """A browser's socket as a ``Participant``: sends are queued and written in order."""
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self._ws = ws
-        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self._closing = False
-        self._writer = asyncio.create_task(self._write())
-
-    def send(self, message: dict[str, Any]) -> None:
-        if not self._closing:
-            self._queue.put_nowait(("send", message))
-
-    def close(self, code: int) -> None:
-        if not self._closing:
-            self._closing = True
-            self._queue.put_nowait(("close", code))
+        super().__init__()
 
     async def finish(self) -> None:
-        """Let queued messages go out, then stop the writer."""
+        """Close the socket after what is queued (bounded), then stop the writer."""
         self.close(1000)
-        await let_finish(self._writer, 2.0)
+        await super().finish()
 
-    async def _write(self) -> None:
-        while True:
-            action, value = await self._queue.get()
-            try:
-                if action == "send":
-                    await self._ws.send_json(value)
-                else:
-                    await self._ws.close(code=value)
-                    return
-            except (ConnectionError, RuntimeError):
-                return  # the browser is gone; the reader notices and cleans up
+    async def _deliver(self, action: str, value: Any) -> bool:
+        try:
+            if action == "send":
+                await self._ws.send_json(value)
+            else:
+                await self._ws.close(code=value)
+        except (ConnectionError, RuntimeError):
+            return False  # the browser is gone; the reader notices and cleans up
+        return True
 
 
 class RateLimit:

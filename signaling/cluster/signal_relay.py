@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from signaling.cluster.redis_link import RedisUnavailable
 from signaling.logs import LOGGER_NAME, log_event
-from signaling.task_ends import let_finish, stop_tasks
+from signaling.ordered_sender import OrderedSender
+from signaling.task_ends import stop_tasks
 
 if TYPE_CHECKING:
     from signaling.cluster import Cluster
@@ -53,42 +54,24 @@ ROOM_NODE_GONE = {
 }
 
 
-class RemoteSocket:
+class RemoteSocket(OrderedSender):
     """On the room's node: a browser whose socket is on another node, as a `Participant`."""
 
     def __init__(self, relay: SignalRelay, edge: str, conn: str) -> None:
         self.edge = edge
         self.conn = conn
         self._relay = relay
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._closing = False
-        self._writer = asyncio.create_task(self._write())
+        super().__init__()
 
-    def send(self, message: dict[str, Any]) -> None:
-        if not self._closing:
-            self._queue.put_nowait({"type": "sig.send", "conn": self.conn, "message": message})
-
-    def close(self, code: int) -> None:
-        if not self._closing:
-            self._closing = True
-            self._queue.put_nowait({"type": "sig.close", "conn": self.conn, "code": code})
-
-    async def finish(self) -> None:
-        """Let queued messages go out (bounded), then stop the writer."""
-        self._closing = True
-        self._queue.put_nowait({})
-        await let_finish(self._writer, 2.0)
-
-    async def _write(self) -> None:
-        while True:
-            message = await self._queue.get()
-            if not message:
-                return
-            # on an outage the link logs it; the edge's browser reconnects on its own
-            with contextlib.suppress(RedisUnavailable):
-                await self._relay.cluster.publish(self.edge, message)
-            if message["type"] == "sig.close":
-                return
+    async def _deliver(self, action: str, value: Any) -> bool:
+        if action == "send":
+            message = {"type": "sig.send", "conn": self.conn, "message": value}
+        else:
+            message = {"type": "sig.close", "conn": self.conn, "code": value}
+        # on an outage the link logs it; the edge's browser reconnects on its own
+        with contextlib.suppress(RedisUnavailable):
+            await self._relay.cluster.publish(self.edge, message)
+        return True
 
 
 class EdgeSocket:
