@@ -12,6 +12,12 @@ skips a held block, and a block is only handed out once each of its ports binds 
 when asked) on the wildcard address, which collides with a bind on any one address. The lock dies
 with its process, so a killed run leaves nothing to clean up.
 
+Hold a range until whatever uses it has bound it, and longer: the lock is only a file's, so it
+never keeps the owner (a server process started by the test) from binding, while releasing it
+first lets the next caller -- the same test reserving a second node's port, or another run --
+be handed the same still-unbound port (a cluster test's second node once failed with "address
+already in use" that way).
+
 Use it as a context manager or through the ``udp_ports`` fixture of tests/conftest.py::
 
     with reserve_ports(100) as ports:

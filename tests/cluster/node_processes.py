@@ -183,7 +183,6 @@ async def node_cluster(
                 cluster_extra,
                 public_url,
             )
-            http.release()  # the node binds it now
             nodes.append(
                 NodeProcess(name, path, http.low, udp, stderr_path=tmp_path / f"{name}.stderr")
             )

@@ -43,7 +43,6 @@ async def test_two_workers_share_the_port_with_disjoint_udp_slices_and_stop_on_s
             f"cluster:\n  redis_url: {shared_redis.url()}\n  node_id: w\n"
             f"  key_prefix: '{key_prefix}'\n",
         )
-        http.release()  # the workers bind it now
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "signaling", "serve", "--config", str(path), "--workers", "2"],
             stdout=subprocess.DEVNULL,
