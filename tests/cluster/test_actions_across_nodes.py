@@ -13,8 +13,8 @@ import pytest
 from signaling import relay_setup
 from signaling.cluster import remote_actions
 from signaling.storage import AppointmentState
-from tests.cluster.nodes import node
-from tests.cluster.test_presence_across_nodes import CONFIG, listening, same_browser
+from tests.cluster.nodes import two_nodes
+from tests.cluster.test_presence_across_nodes import CONFIG, same_browser
 from tests.cluster.test_room_sweep import state_becomes
 from tests.redis_server import RedisServer
 from tests.signaling.api_server import PUBLIC_URL, call
@@ -43,12 +43,7 @@ async def told_the_end(side: Side, reason: str) -> None:
 async def test_a_cancel_on_one_node_ends_the_room_on_the_other_for_both(
     shared_redis: RedisServer, cluster_config
 ):
-    async with (
-        node(cluster_config(shared_redis, "node-a", CONFIG), rooms=5) as a,
-        node(cluster_config(shared_redis, "node-b", CONFIG)) as b,
-    ):
-        await listening(a, b)
-        await a.api.add_therapist("alice")
+    async with two_nodes(cluster_config, shared_redis, CONFIG) as (a, b):
         therapist, appointment_id, token = await book(a.api)
         client = await consenting_client(b.api, token)
         call_page = same_browser(therapist, a.api)  # seated through node-a
@@ -71,12 +66,7 @@ async def test_signing_out_on_one_node_closes_the_therapists_sockets_on_the_othe
 ):
     # out of reach: the periodic re-check of sign-ins would close the sockets too, 5 s later
     monkeypatch.setattr(relay_setup, "SESSION_RECHECK_SECONDS", 3600.0)
-    async with (
-        node(cluster_config(shared_redis, "node-a", CONFIG)) as a,
-        node(cluster_config(shared_redis, "node-b", CONFIG)) as b,
-    ):
-        await listening(a, b)
-        await a.api.add_therapist("alice")
+    async with two_nodes(cluster_config, shared_redis, CONFIG, busy=None) as (a, b):
         therapist, appointment_id, token = await book(a.api)
         csrf = (await call(therapist.http, "GET", "/api/therapist/me"))[1]["csrf_token"]
         dashboard, call_page = same_browser(therapist, b.api), same_browser(therapist, b.api)
@@ -98,12 +88,7 @@ async def test_signing_out_on_one_node_closes_the_therapists_sockets_on_the_othe
 async def test_ending_the_call_from_a_socket_on_the_other_node_ends_it_for_both(
     shared_redis: RedisServer, cluster_config
 ):
-    async with (
-        node(cluster_config(shared_redis, "node-a", CONFIG), rooms=5) as a,
-        node(cluster_config(shared_redis, "node-b", CONFIG)) as b,
-    ):
-        await listening(a, b)
-        await a.api.add_therapist("alice")
+    async with two_nodes(cluster_config, shared_redis, CONFIG) as (a, b):
         therapist, appointment_id, token = await book(a.api)
         client = await consenting_client(b.api, token)
         try:
@@ -127,12 +112,7 @@ async def test_a_cancel_while_redis_is_away_still_ends_the_room_on_the_other_nod
 ):
     monkeypatch.setattr(remote_actions, "ROOM_RECHECK_SECONDS", 0.5)
     fast = {"heartbeat_interval_seconds": 0.5, "heartbeat_ttl_seconds": 2}
-    async with (
-        node(cluster_config(private_redis, "node-a", CONFIG, **fast), rooms=5) as a,
-        node(cluster_config(private_redis, "node-b", CONFIG, **fast)) as b,
-    ):
-        await listening(a, b)
-        await a.api.add_therapist("alice")
+    async with two_nodes(cluster_config, private_redis, CONFIG, **fast) as (a, b):
         therapist, appointment_id, token = await book(a.api)
         client = await consenting_client(b.api, token)
         try:

@@ -14,7 +14,7 @@ from typing import Any
 import redis.asyncio
 from yarl import URL
 
-from tests.cluster.nodes import Node, node
+from tests.cluster.nodes import two_nodes
 from tests.redis_server import RedisServer
 from tests.signaling.api_server import PUBLIC_URL, ApiServer
 from tests.signaling.test_ws_call import Side, book, consenting_client, seated
@@ -22,12 +22,6 @@ from tests.signaling.test_ws_call import Side, book, consenting_client, seated
 CONFIG = f"server:\n  public_url: {PUBLIC_URL}\n"
 CLIENT_NAME = "Kim Anwesend"
 STATUS_SECONDS = 15.0
-
-
-async def listening(*nodes: Node) -> None:
-    async with asyncio.timeout(STATUS_SECONDS):
-        for each in nodes:
-            await each.cluster.listening.wait()
 
 
 def same_browser(side: Side, api: ApiServer) -> Side:
@@ -79,14 +73,11 @@ async def presence_messages(server: RedisServer, prefix: str) -> AsyncIterator[l
 async def test_a_dashboard_on_one_node_sees_the_client_arrive_join_and_leave_on_the_other(
     shared_redis: RedisServer, cluster_config, key_prefix: str
 ):
+    # node-a reports more rooms: placement puts the room on node-b
     async with (
-        # node-a reports more rooms: placement puts the room on node-b
-        node(cluster_config(shared_redis, "node-a", CONFIG), rooms=5) as a,
-        node(cluster_config(shared_redis, "node-b", CONFIG)) as b,
+        two_nodes(cluster_config, shared_redis, CONFIG) as (a, b),
         presence_messages(shared_redis, key_prefix) as carried,
     ):
-        await listening(a, b)
-        await a.api.add_therapist("alice")
         dashboard, appointment_id, token = await book(a.api)
         client = await consenting_client(b.api, token, name=CLIENT_NAME)
         call_page = same_browser(dashboard, a.api)
@@ -118,13 +109,8 @@ async def test_a_dashboard_on_one_node_sees_the_client_arrive_join_and_leave_on_
 async def test_a_dashboard_opened_later_on_another_node_is_told_the_client_waits_already(
     shared_redis: RedisServer, cluster_config
 ):
-    async with (
-        node(cluster_config(shared_redis, "node-a", CONFIG)) as a,
-        # node-b reports more rooms: placement puts the room on node-a
-        node(cluster_config(shared_redis, "node-b", CONFIG), rooms=5) as b,
-    ):
-        await listening(a, b)
-        await a.api.add_therapist("alice")
+    # node-b reports more rooms: placement puts the room on node-a
+    async with two_nodes(cluster_config, shared_redis, CONFIG, busy="node-b") as (a, b):
         therapist, appointment_id, token = await book(a.api)
         client = await consenting_client(a.api, token, name=CLIENT_NAME)
         dashboard = same_browser(therapist, b.api)
@@ -150,12 +136,7 @@ async def test_a_change_during_a_redis_outage_reaches_the_dashboard_once_redis_i
     private_redis: RedisServer, cluster_config
 ):
     fast = {"heartbeat_interval_seconds": 0.5, "heartbeat_ttl_seconds": 2}
-    async with (
-        node(cluster_config(private_redis, "node-a", CONFIG, **fast), rooms=5) as a,
-        node(cluster_config(private_redis, "node-b", CONFIG, **fast)) as b,
-    ):
-        await listening(a, b)
-        await a.api.add_therapist("alice")
+    async with two_nodes(cluster_config, private_redis, CONFIG, **fast) as (a, b):
         dashboard, appointment_id, token = await book(a.api)
         client = await consenting_client(b.api, token, name=CLIENT_NAME)
         try:

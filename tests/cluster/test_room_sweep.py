@@ -15,11 +15,11 @@ from signaling.cluster.room_sweep import RoomSweep, sweep_interval
 from signaling.relay_setup import CONSULTATIONS
 from signaling.storage import AppointmentState, Storage
 from tests.cluster.node_processes import Page, node_cluster, until
-from tests.cluster.nodes import Node, node
+from tests.cluster.nodes import Node, listening, node, two_nodes
 from tests.cluster.test_calls_across_nodes import call_on_two_nodes, media_report
 from tests.cluster.test_calls_across_nodes import postgres as postgres  # the fixtures, for pytest
 from tests.cluster.test_calls_across_nodes import shared_db as shared_db
-from tests.cluster.test_presence_across_nodes import CONFIG, listening, same_browser, status
+from tests.cluster.test_presence_across_nodes import CONFIG, same_browser, status
 from tests.redis_server import RedisServer
 from tests.sfu.media_peers import GREEN_WHITE, RED_BLUE, use_loopback_only
 from tests.signaling.test_ws_call import book as book_in_process
@@ -142,12 +142,7 @@ async def test_a_killed_nodes_room_nobody_rejoins_is_swept_back_and_can_be_joine
 async def test_of_two_nodes_sweeping_the_same_room_at_once_one_does(
     shared_redis: RedisServer, cluster_config
 ):
-    async with (
-        node(cluster_config(shared_redis, "node-a", CONFIG)) as a,
-        node(cluster_config(shared_redis, "node-b", CONFIG)) as b,
-    ):
-        await listening(a, b)
-        await a.api.add_therapist("alice")
+    async with two_nodes(cluster_config, shared_redis, CONFIG, busy=None) as (a, b):
         appointment_id = await left_live(a, AppointmentState.IN_CALL)
         results = await asyncio.gather(sweep_of(a).sweep_once(), sweep_of(b).sweep_once())
         assert sorted(results) == [[], [appointment_id]]
@@ -157,12 +152,7 @@ async def test_of_two_nodes_sweeping_the_same_room_at_once_one_does(
 
 
 async def test_a_room_live_on_a_node_is_never_swept(shared_redis: RedisServer, cluster_config):
-    async with (
-        node(cluster_config(shared_redis, "node-a", CONFIG), rooms=5) as a,
-        node(cluster_config(shared_redis, "node-b", CONFIG)) as b,
-    ):
-        await listening(a, b)
-        await a.api.add_therapist("alice")
+    async with two_nodes(cluster_config, shared_redis, CONFIG) as (a, b):
         therapist, appointment_id, token = await book_in_process(a.api)
         client = await consenting_in_process(b.api, token)
         try:
@@ -185,12 +175,7 @@ async def test_the_therapists_dashboard_is_told_the_swept_room_is_invited_again(
         "heartbeat_ttl_seconds": 1,
         "dead_room_grace_seconds": 1,
     }
-    async with (
-        node(cluster_config(shared_redis, "node-a", CONFIG, **fast)) as a,
-        node(cluster_config(shared_redis, "node-b", CONFIG, **fast)) as b,
-    ):
-        await listening(a, b)
-        await a.api.add_therapist("alice")
+    async with two_nodes(cluster_config, shared_redis, CONFIG, busy=None, **fast) as (a, b):
         therapist, _, _ = await book_in_process(a.api)
         dashboard = same_browser(therapist, b.api)
         try:
