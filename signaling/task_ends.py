@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from signaling.logs import LOGGER_NAME, log_event
 
-__all__ = ["let_finish", "stop_tasks"]
+__all__ = ["BackgroundTasks", "let_finish", "stop_tasks"]
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -48,3 +48,20 @@ async def let_finish(task: asyncio.Task[Any], seconds: float) -> None:
         task.cancel()
         raise
     await stop_tasks([task])
+
+
+class BackgroundTasks:
+    """The tasks an object starts and must stop when it closes. A task is kept (asyncio holds
+    only a weak reference) until it ends, then dropped at once."""
+
+    def __init__(self) -> None:
+        self._running: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return task
+
+    async def stop(self) -> None:
+        await stop_tasks(list(self._running))

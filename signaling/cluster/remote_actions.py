@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from signaling.cluster.redis_link import RedisUnavailable
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.storage import AppointmentState
-from signaling.task_ends import stop_tasks
+from signaling.task_ends import BackgroundTasks
 
 if TYPE_CHECKING:
     from signaling.cluster import Cluster
@@ -62,21 +61,20 @@ class RemoteActions:
         self._storage = storage
         self._registry = registry
         self._sockets = sockets
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._recheck: asyncio.Task[None] | None = None
+        self._tasks = BackgroundTasks()
         cluster.on_message(self._message)
 
     def start(self) -> None:
-        self._recheck = asyncio.create_task(self._recheck_rooms_periodically())
+        self._tasks.spawn(self._recheck_rooms_periodically())
 
     async def close(self) -> None:
-        await stop_tasks([*self._tasks, *([self._recheck] if self._recheck else [])])
+        await self._tasks.stop()
 
     # --- this node asks
 
     def sign_out(self, therapist_id: int) -> None:
         """Close the therapist's sockets on every other node (this node closed its own)."""
-        self._spawn(self._broadcast_sign_out(therapist_id))
+        self._tasks.spawn(self._broadcast_sign_out(therapist_id))
 
     async def end_room(self, appointment_id: int, reason: str) -> None:
         """End the appointment's room where it lives, when that is another node."""
@@ -107,7 +105,7 @@ class RemoteActions:
         elif kind == ROOM_END:
             appointment, reason = message.get("appointment"), message.get("reason")
             if isinstance(appointment, int) and reason in END_REASONS:
-                self._spawn(self._registry.end(appointment, str(reason)))
+                self._tasks.spawn(self._registry.end(appointment, str(reason)))
 
     async def _recheck_rooms_periodically(self) -> None:
         while True:
@@ -121,8 +119,3 @@ class RemoteActions:
                     log_event(
                         logger, "room_recheck_failed", logging.ERROR, error=type(exc).__name__
                     )
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

@@ -27,13 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from signaling.cluster.redis_link import RedisUnavailable
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.storage import Appointment, StorageFailure
-from signaling.task_ends import stop_tasks
+from signaling.task_ends import BackgroundTasks
 
 if TYPE_CHECKING:
     from signaling.cluster import Cluster
@@ -69,14 +69,14 @@ class RoomSweep:
         self._orphaned_since: dict[int, float] = {}
         # told of each appointment swept (the dashboards' presence)
         self.on_swept: list[Callable[[Appointment], None]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         cluster.link.on_change(self._reachability_changed)
 
     def start(self) -> None:
-        self._spawn(self._sweep_periodically())
+        self._tasks.spawn(self._sweep_periodically())
 
     async def close(self) -> None:
-        await stop_tasks(list(self._tasks))
+        await self._tasks.stop()
 
     async def sweep_once(self) -> list[int]:
         """One pass; returns the appointments this node swept."""
@@ -142,7 +142,7 @@ class RoomSweep:
         # Redis answers again: while it did not, this node could not renew its rooms'
         # placement, and another node may have swept them
         if reachable and self._registry.active:
-            self._spawn(self._store_states_again())
+            self._tasks.spawn(self._store_states_again())
 
     async def _store_states_again(self) -> None:
         for consultation in self._registry.active:
@@ -152,8 +152,3 @@ class RoomSweep:
                 log_event(
                     logger, "room_state_not_rewritten", logging.ERROR, error=type(exc).__name__
                 )
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from signaling.cluster.redis_link import RedisUnavailable
 from signaling.logs import LOGGER_NAME, log_event
 from signaling.ordered_sender import OrderedSender
-from signaling.task_ends import stop_tasks
+from signaling.task_ends import BackgroundTasks, stop_tasks
 
 if TYPE_CHECKING:
     from signaling.cluster import Cluster
@@ -110,7 +110,7 @@ class SignalRelay:
         # owner side: conn -> (inbox, the RemoteSocket, its session task)
         self._remotes: dict[str, tuple[asyncio.Queue[tuple[str, Any]], RemoteSocket]] = {}
         self._session: RemoteSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         self._watcher: asyncio.Task[None] | None = None
         cluster.on_message(self._dispatch)
 
@@ -198,9 +198,7 @@ class SignalRelay:
         socket = RemoteSocket(self, edge, conn)
         self._remotes[conn] = (inbox, socket)
         inbox.put_nowait(("join", (appointment, seat)))
-        task = asyncio.create_task(self._run_remote(conn, inbox, socket))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._run_remote(conn, inbox, socket))
 
     async def _run_remote(
         self, conn: str, inbox: asyncio.Queue[tuple[str, Any]], socket: RemoteSocket
