@@ -32,6 +32,7 @@ from tests.privacy_canaries import remember
 from tests.signaling.api_server import ApiServer, call, in_days, serving, write_config
 from tests.signaling.client_links import INVALID_LINK, consent
 from tests.signaling.test_app import write_self_signed_cert
+from tests.signaling.test_metrics import samples
 from tests.smtp_server import Received, SmtpServer
 
 ADDRESS = "klientin.privat@example.net"
@@ -554,13 +555,12 @@ async def test_a_reminder_whose_node_died_before_sending_goes_out_when_its_hold_
 
 
 def mails_counted(metrics: Metrics) -> dict[tuple[str, str], float]:
-    """sprechzimmer_mails_total by (kind, outcome), as Prometheus would read it."""
-    counted = {}
-    for family in metrics.registry.collect():
-        for sample in family.samples:
-            if sample.name == "sprechzimmer_mails_total":
-                counted[(sample.labels["kind"], sample.labels["outcome"])] = sample.value
-    return counted
+    """sprechzimmer_mails_total by (kind, outcome), as Prometheus reads the exposition."""
+    return {
+        (dict(labels)["kind"], dict(labels)["outcome"]): count
+        for (name, labels), count in samples(metrics.exposition().decode()).items()
+        if name == "sprechzimmer_mails_total"
+    }
 
 
 async def test_each_mail_is_counted_by_kind_and_outcome_and_nothing_else(api, alice, smtp):
